@@ -1,0 +1,122 @@
+"""Throughput of ``phaselocknet eval`` against the plain loop ``for x in data: model(x)``.
+
+For one simplified localization model and one simplified word/speaker model (published
+configurations from ../shared, random weights), on CPU:
+
+- plain loop: the sounds already resampled and padded in memory, ``model(x)`` one at a
+  time (the lower bound on work: no reading, no preprocessing, no writing);
+- ``eval --batch-size 1`` and ``--batch-size 16``: the whole pipeline from an HDF5 file at
+  another sample rate (read, resample, run, write CSV chunks), timed from the first
+  batch to the last chunk written (``Summary.seconds``), plus end to end including
+  loading the bundle and assembling the outputs.
+
+Prints examples/s and the ratio to the plain loop. The unbatched runs use fewer
+examples (their rate per example is steady after one) to keep the whole benchmark to a
+few minutes on two cores. Usage:
+
+    python benchmarks/bench_eval.py [--examples 16] [--unbatched-examples 4] [--workers 1] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+import phaselocknet
+from phaselocknet.audio import prepare_waveform
+from phaselocknet.evaluate import EvalOptions, evaluate
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "phaselocknet_models"
+MODELS = ("sound_localization/simplified_IHC3000/arch01", "spkr_word_recognition/simplified_IHC3000/arch0_0000")
+STORED_RATE = 44100  # stimuli stored at another rate than the models', as in most stimulus sets
+
+
+def stimuli(n: int, binaural: bool, seconds: float, seed: int = 0) -> np.ndarray:
+    """(n, time[, 2]) noise-plus-harmonics sounds at 60 dB SPL in the authors' layout."""
+    rng = np.random.default_rng(seed)
+    length = int(seconds * STORED_RATE)
+    t = np.arange(length) / STORED_RATE
+    out = []
+    for _ in range(n):
+        x = sum(np.sin(2 * np.pi * rng.uniform(100, 300) * h * t) for h in range(1, 6)) + rng.standard_normal(length)
+        x = x * 20e-6 * 10**3 / np.sqrt(np.mean(x**2))
+        out.append(np.stack([x, np.roll(x, 5)], axis=-1) if binaural else x)
+    return np.asarray(out, dtype=np.float32)
+
+
+def bench(model_dir: Path, folder: Path, n: int, n_unbatched: int, batch_sizes: list[int],
+          workers: int) -> list[tuple[str, float]]:
+    config = json.loads((model_dir / "config.json").read_text())
+    arch = json.loads((model_dir / "arch.json").read_text())
+    model_id = str(model_dir.relative_to(SHARED))
+    model = phaselocknet.from_config(config, arch, spikes="sample", model_id=model_id)
+    bundle = phaselocknet.save(model, folder / (model_id.replace("/", "_") + ".safetensors"))
+    seconds = model.input_length / model.sample_rate
+    signals = stimuli(n, model.binaural, seconds)
+    data = {}
+    for size in {n, n_unbatched}:
+        data[size] = folder / (model_id.replace("/", "_") + f"_{size}.h5")
+        with h5py.File(data[size], "w") as handle:
+            handle["signal"] = signals[:size]
+            handle["sr"] = STORED_RATE
+    inputs = [
+        torch.from_numpy(prepare_waveform(s.T if model.binaural else s, STORED_RATE, sample_rate=model.sample_rate,
+                                          length=model.input_length, binaural=model.binaural))[None]
+        for s in signals[:n_unbatched]
+    ]
+    results = []
+    with torch.inference_mode():
+        model(inputs[0])  # warm-up: first-call allocations
+        start = time.perf_counter()
+        for x in inputs:
+            model(x)
+        results.append(("plain loop, batch 1", len(inputs) / (time.perf_counter() - start)))
+    for batch in batch_sizes:
+        out = folder / f"{model_id.replace('/', '_')}_b{batch}.csv"
+        size = n_unbatched if batch == 1 else n
+        start = time.perf_counter()
+        summary = evaluate(EvalOptions(bundles=[str(bundle)], data=[str(data[size])], out=out, batch_size=batch,
+                                       workers=workers, device="cpu", seed=0, progress=False, overwrite=True))
+        total = time.perf_counter() - start
+        results.append((f"eval --batch-size {batch}", summary.evaluated_now / summary.seconds))
+        results.append(("  end to end (load, plan, assemble)", size / total))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=16, help="examples for the batched runs")
+    parser.add_argument("--unbatched-examples", type=int, default=4, help="examples for the plain loop and batch 1")
+    parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        print(f"skipped: published configurations not found at {SHARED}", file=sys.stderr)
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.examples} examples "
+          f"({args.unbatched_examples} unbatched), "
+          f"eval workers {args.workers}, stimuli at {STORED_RATE} Hz (resampled), spikes sampled")
+    with tempfile.TemporaryDirectory() as tmp:
+        for model_id in MODELS:
+            rows = bench(SHARED / model_id, Path(tmp), args.examples, args.unbatched_examples, batch_sizes, args.workers)
+            baseline = rows[0][1]
+            print(f"\n{model_id}")
+            for label, rate in rows:
+                print(f"  {label:<38} {rate:8.3f} examples/s   {rate / baseline:5.2f}x plain loop")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

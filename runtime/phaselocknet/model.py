@@ -1,0 +1,204 @@
+"""A whole phaselocknet model: auditory-nerve front end, excerpt, then the CNN."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .labels import LOCALIZATION_HEAD, head_labels
+from .network import build_network
+from .periphery import Cochlea
+
+SPIKE_MODES = ("sample", "mean")
+
+# Localization models were trained on 1.2 s binaural excerpts whose nerve output
+# (12000 samples at 10 kHz) was cut to a 10000-sample excerpt starting uniformly in
+# [500, 1500] (phaselocknet_run.py: random_slice with buffer=500).
+LOCALIZATION_SIGNAL_SECONDS = 1.2
+EXCERPT_LENGTH = 10000
+EXCERPT_MARGIN = 500
+# The authors' nervegrams have 50 characteristic frequencies; configs of
+# nervegram-input localization models do not restate it.
+NERVEGRAM_N_FREQ = 50
+
+
+class PhaselocknetModel(nn.Module):
+    """Front end + CNN, with the facts a caller needs to feed it.
+
+    Attributes: ``sample_rate`` (Hz of the input), ``input_kind`` ("waveform" or
+    "nervegram"), ``binaural``, ``input_length`` (time samples expected),
+    ``heads`` ({head: n_classes}), ``config``, ``arch``, ``model_id``.
+    """
+
+    def __init__(
+        self,
+        config: dict,
+        arch: list,
+        *,
+        spikes: str = "sample",
+        excerpt: str | int = "random",
+        seed: int | None = None,
+        labels: dict[str, list] | None = None,
+        model_id: str | None = None,
+    ):
+        super().__init__()
+        if spikes not in SPIKE_MODES:
+            raise ValueError(f"spikes={spikes!r}: use 'sample' (stochastic, as in the paper) or 'mean' (expected counts)")
+        if not (excerpt == "random" or (isinstance(excerpt, (int, np.integer)) and not isinstance(excerpt, bool))):
+            raise ValueError(f"excerpt={excerpt!r}: use 'random' or an int start offset in nerve samples")
+        for key in ("kwargs_cochlea", "n_classes_dict"):
+            if key not in config:
+                raise ValueError(f"config lacks {key!r}; pass the model's config.json")
+        self.config = copy.deepcopy(config)
+        self.arch = copy.deepcopy(arch)
+        self.model_id = model_id
+        self.heads = {head: int(n) for head, n in sorted(config["n_classes_dict"].items())}
+        self.label_names = copy.deepcopy(labels) if labels else None
+        self.binaural = LOCALIZATION_HEAD in self.heads
+        self.spikes = spikes
+        self.seed = seed
+        self._generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+
+        self.front_end = Cochlea(self.config["kwargs_cochlea"])
+        self.input_kind = self.front_end.input_kind
+        waveform = self.input_kind == "waveform"
+        self.sample_rate = float(self.front_end.sr_input if waveform else self.front_end.sr_output)
+        self.n_freq = self.front_end.n_freq if waveform else NERVEGRAM_N_FREQ
+        self.nerve_length, self.input_length = self._lengths()
+
+        self.excerpt_length = EXCERPT_LENGTH if self.binaural and self.nerve_length > EXCERPT_LENGTH else None
+        if self.excerpt_length is not None and excerpt != "random":
+            latest = self.nerve_length - self.excerpt_length
+            if not 0 <= int(excerpt) <= latest:
+                raise ValueError(f"excerpt={excerpt} is outside the nerve output: use 0..{latest} (trained on {EXCERPT_MARGIN}..{latest - EXCERPT_MARGIN})")
+        self.excerpt = excerpt if excerpt == "random" else int(excerpt)
+
+        channels = self.front_end.n_channels * (2 if self.binaural else 1)
+        time = self.excerpt_length or self.nerve_length
+        self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads)
+        self.eval()
+
+    # ------------------------------------------------------------------ facts
+    def _lengths(self) -> tuple[int, int]:
+        """(nerve samples before any excerpt, input samples) implied by the config and arch."""
+        sr_in, sr_out = self.front_end.sr_input, self.front_end.sr_output
+        if self.binaural:
+            if self.input_kind == "nervegram":
+                return EXCERPT_LENGTH, EXCERPT_LENGTH
+            n_in = int(round(LOCALIZATION_SIGNAL_SECONDS * sr_in))
+            return math.ceil(n_in * sr_out / sr_in), n_in
+        reshapes = [layer for layer in self.arch if layer["layer_type"] == "reshape"]
+        if not reshapes:
+            raise ValueError("cannot infer the input length: the arch has no 'reshape' layer fixing the time axis")
+        n_nerve = int(reshapes[0]["args"]["target_shape"][1])
+        if self.input_kind == "nervegram":
+            return n_nerve, n_nerve
+        return n_nerve, int(round(n_nerve * sr_in / sr_out))
+
+    def expected_input_shape(self) -> tuple:
+        """Input shape without the batch axis, e.g. (2, 60000) or (3, 50, 20000)."""
+        if self.input_kind == "waveform":
+            core: tuple = (self.input_length,)
+        else:
+            core = (self.front_end.n_channels, self.n_freq, self.input_length)
+        return ((2,) if self.binaural else ()) + core
+
+    def labels(self, head: str) -> list:
+        if head not in self.heads:
+            raise KeyError(f"no head {head!r}; this model has {sorted(self.heads)}")
+        return head_labels(head, self.heads[head], self.label_names)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x, example_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """Logits per head for a batch of inputs (see ``expected_input_shape``)."""
+        return self.network(self.nerve_representation(x, example_seeds))
+
+    def activations(
+        self, x, layers: Sequence[str], example_seeds: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Named activations; ``"nerve"`` is the spike-count input of the CNN."""
+        layers = list(layers)
+        nerve = self.nerve_representation(x, example_seeds)
+        wanted = [name for name in layers if name != "nerve"]
+        _, found = self.network.forward_with_activations(nerve, wanted)
+        if "nerve" in layers:
+            found["nerve"] = nerve
+        return {name: found[name] for name in layers}
+
+    def nerve_representation(self, x, example_seeds: Sequence[int] | None = None) -> torch.Tensor:
+        """Spike counts (batch, channels, freq, time) as fed to the CNN."""
+        x = self.check_input(x)
+        generators = self._generators(x.shape[0], x.device, example_seeds)
+        if self.binaural:
+            rates = torch.cat([self.front_end(x[:, ear]) for ear in range(2)], dim=1)
+        else:
+            rates = self.front_end(x)
+        if self.excerpt_length is not None:
+            rates = self._take_excerpt(rates, generators)
+        return self.front_end.spike_generator(rates, self.spikes, generators)
+
+    def check_input(self, x) -> torch.Tensor:
+        """The input as a float tensor, or a ValueError saying what was expected."""
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor or numpy array, got {type(x).__name__}")
+        if not x.is_floating_point():
+            x = x.to(torch.float32)
+        expected = self.expected_input_shape()
+        if tuple(x.shape[1:]) != expected or x.ndim != len(expected) + 1:
+            what = ("binaural " if self.binaural else "mono ") + self.input_kind
+            unit = "pascals" if self.input_kind == "waveform" else "spikes/s"
+            layout = "(batch, " + ", ".join(map(str, expected)) + ")"
+            hint = ""
+            if self.input_kind == "waveform" and x.ndim >= 1 and x.shape[-1] != self.input_length:
+                hint = (f"; resample to {self.sample_rate:g} Hz and centre pad/trim to {self.input_length} samples "
+                        "(phaselocknet.audio.prepare_waveform)")
+            raise ValueError(f"expected a {what} of shape {layout} in {unit}, got {tuple(x.shape)}{hint}")
+        # Meta tensors (shape-only dry runs) have no values to check.
+        if x.device.type != "meta" and not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(f"input has NaN or Inf values in batch examples {bad[:10]}: clean or drop them")
+        return x.to(torch.float32)
+
+    def _generators(self, batch: int, device, example_seeds) -> list[torch.Generator] | None:
+        """One random stream per example, on the input's device; None when nothing is random.
+
+        Streams are seeded from ``example_seeds`` when given (an example then gets the
+        same draw whatever batch it is in), else from the model's ``seed`` stream, else
+        from torch's global RNG (so ``torch.manual_seed`` applies).
+        """
+        if self.spikes == "mean" and (self.excerpt_length is None or self.excerpt != "random"):
+            return None
+        if example_seeds is None:
+            example_seeds = torch.randint(0, 2**62, (batch,), generator=self._generator).tolist()
+        elif len(example_seeds) != batch:
+            raise ValueError(f"example_seeds has {len(example_seeds)} entries for a batch of {batch}")
+        return [torch.Generator(device=device).manual_seed(int(s)) for s in example_seeds]
+
+    def _take_excerpt(self, rates: torch.Tensor, generators) -> torch.Tensor:
+        length = self.excerpt_length
+        if self.excerpt != "random":
+            return rates[..., self.excerpt : self.excerpt + length]
+        first, last = EXCERPT_MARGIN, self.nerve_length - length - EXCERPT_MARGIN
+        starts = [int(torch.randint(first, last + 1, (1,), generator=g, device=g.device)) for g in generators]
+        return torch.stack([rates[i, ..., s : s + length] for i, s in enumerate(starts)])
+
+
+def from_config(
+    config: dict,
+    arch: list,
+    *,
+    spikes: str = "sample",
+    excerpt: str | int = "random",
+    seed: int | None = None,
+    labels: dict[str, list] | None = None,
+    model_id: str | None = None,
+) -> PhaselocknetModel:
+    """A model with random weights, in eval mode."""
+    return PhaselocknetModel(config, arch, spikes=spikes, excerpt=excerpt, seed=seed, labels=labels, model_id=model_id)
