@@ -10,7 +10,8 @@ configurations from ../shared, random weights), on CPU:
   batch to the last chunk written (``Summary.seconds``), plus end to end including
   loading the bundle and assembling the outputs.
 
-Prints examples/s and the ratio to the plain loop. The unbatched runs use fewer
+Prints examples/s and the ratio to the plain loop, timed just before and after each
+eval run (shared machines drift). The unbatched runs use fewer
 examples (their rate per example is steady after one) to keep the whole benchmark to a
 few minutes on two cores. Usage:
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -53,7 +55,8 @@ def stimuli(n: int, binaural: bool, seconds: float, seed: int = 0) -> np.ndarray
 
 
 def bench(model_dir: Path, folder: Path, n: int, n_unbatched: int, batch_sizes: list[int],
-          workers: int) -> list[tuple[str, float]]:
+          workers: int) -> list[tuple[str, float, float]]:
+    """(label, examples/s, plain-loop examples/s measured around it) per measurement."""
     config = json.loads((model_dir / "config.json").read_text())
     arch = json.loads((model_dir / "arch.json").read_text())
     model_id = str(model_dir.relative_to(SHARED))
@@ -72,13 +75,21 @@ def bench(model_dir: Path, folder: Path, n: int, n_unbatched: int, batch_sizes: 
                                           length=model.input_length, binaural=model.binaural))[None]
         for s in signals[:n_unbatched]
     ]
-    results = []
+
+    def plain_loop() -> float:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            for x in inputs:
+                model(x)
+        return len(inputs) / (time.perf_counter() - start)
+
     with torch.inference_mode():
         model(inputs[0])  # warm-up: first-call allocations
-        start = time.perf_counter()
-        for x in inputs:
-            model(x)
-        results.append(("plain loop, batch 1", len(inputs) / (time.perf_counter() - start)))
+    # The plain loop is timed before and after every eval run and each eval is compared
+    # with the mean of its two neighbours, so that drifting machine load (shared CI
+    # machines) biases neither side.
+    loops = [plain_loop()]
+    results = []
     for batch in batch_sizes:
         out = folder / f"{model_id.replace('/', '_')}_b{batch}.csv"
         size = n_unbatched if batch == 1 else n
@@ -86,9 +97,11 @@ def bench(model_dir: Path, folder: Path, n: int, n_unbatched: int, batch_sizes: 
         summary = evaluate(EvalOptions(bundles=[str(bundle)], data=[str(data[size])], out=out, batch_size=batch,
                                        workers=workers, device="cpu", seed=0, progress=False, overwrite=True))
         total = time.perf_counter() - start
-        results.append((f"eval --batch-size {batch}", summary.evaluated_now / summary.seconds))
-        results.append(("  end to end (load, plan, assemble)", size / total))
-    return results
+        loops.append(plain_loop())
+        baseline = (loops[-2] + loops[-1]) / 2
+        results.append((f"eval --batch-size {batch}", summary.evaluated_now / summary.seconds, baseline))
+        results.append(("  end to end (load, plan, assemble)", size / total, baseline))
+    return [("plain loop, batch 1 (mean of runs)", float(np.mean(loops)), float(np.mean(loops)))] + results
 
 
 def main() -> int:
@@ -108,12 +121,14 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.examples} examples "
           f"({args.unbatched_examples} unbatched), "
           f"eval workers {args.workers}, stimuli at {STORED_RATE} Hz (resampled), spikes sampled")
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        print(f"note: the machine is busy (load {load:.1f} on {cores} cores); timings are noisy")
     with tempfile.TemporaryDirectory() as tmp:
         for model_id in MODELS:
             rows = bench(SHARED / model_id, Path(tmp), args.examples, args.unbatched_examples, batch_sizes, args.workers)
-            baseline = rows[0][1]
             print(f"\n{model_id}")
-            for label, rate in rows:
+            for label, rate, baseline in rows:
                 print(f"  {label:<38} {rate:8.3f} examples/s   {rate / baseline:5.2f}x plain loop")
     return 0
 
