@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from phaselocknet.periphery.presets import simplified_cochlea_config
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PUBLISHED = SHARED / "phaselocknet_models"
@@ -30,23 +32,9 @@ def read_model_dir(model_dir: Path) -> tuple[dict, list]:
     return json.loads((model_dir / "config.json").read_text()), json.loads((model_dir / "arch.json").read_text())
 
 
-def simplified_cochlea(sr_input: float, cutoff: float = 3000.0, max_cf: float = 8000.0, num_cf: int = 50) -> dict:
+def simplified_cochlea(sr_input: float, cutoff: float = 3000.0, max_cf: float = 8000.0) -> dict:
     """The paper's simplified front end (as in the published simplified_* configs)."""
-    return {
-        "config_filterbank": {"cfs": None, "fir_dur": 0.05, "kwargs_filter_coefs": {}, "max_cf": max_cf,
-                              "min_cf": 60.0, "mode": "fir_gammatone_filterbank", "num_cf": num_cf},
-        "config_subband_processing": {"rectify": True},
-        "kwargs_custom_slice": {},
-        "kwargs_fir_lowpass_filter_input": {},
-        "kwargs_fir_lowpass_filter_output": {"cutoff": cutoff, "fir_dur": 0.05, "ihc_filter": True, "order": 7},
-        "kwargs_sigmoid_rate_level_function": {
-            "dynamic_range": [20.0, 40.0, 80.0], "dynamic_range_interval": 0.95, "envelope_mode": True,
-            "rate_max": [250.0, 250.0, 250.0], "rate_spont": [0.0, 0.0, 0.0], "threshold": [0.0, 12.0, 28.0],
-        },
-        "kwargs_spike_generator_binomial": {"mode": "approx", "n_per_channel": [384, 160, 96]},
-        "kwargs_spike_rate_noise": {},
-        "sr_cochlea": sr_input, "sr_input": sr_input, "sr_output": 10000.0,
-    }
+    return simplified_cochlea_config(cutoff, sr_input, max_cf)
 
 
 NERVEGRAM_COCHLEA = {

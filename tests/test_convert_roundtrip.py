@@ -267,3 +267,12 @@ def test_matching_manifest_passes_strict_and_unknown_id_does_not(word_dir, tmp_p
     assert result.status == CONVERTED and result.warnings == []
     with pytest.raises(ConversionError, match="not in the manifest"):
         convert_model_dir(word_dir, tmp_path / "out2", model_id="other/id", manifest=_manifest_for(word_dir), strict=True)
+
+
+def test_arch_that_does_not_build_is_refused_before_reading_the_checkpoint(word_dir, tmp_path):
+    arch = tiny_word_arch(200)
+    arch[2]["args"]["dilation_rate"] = [2, 1]
+    _set_arch(word_dir, arch)
+    with pytest.raises(ConversionError, match=r"do not build a model.*block0_conv.*dilation_rate"):
+        convert_model_dir(word_dir, tmp_path / "out", model_id=MODEL_ID)
+    assert _no_bundle_written(tmp_path / "out")

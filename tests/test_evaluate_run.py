@@ -293,10 +293,47 @@ def test_bad_examples_are_flagged_and_the_run_goes_on(tmp_path, bundles, capsys)
 def test_nan_rows_in_hdf5_are_flagged(tmp_path, bundles):
     signals = sounds(5, 800, 20000, seed=30)
     signals[2, 0, 7] = np.inf
-    path = write_signal_hdf5(tmp_path / "s.h5", signals, 20000)
+    path = write_signal_hdf5(tmp_path / "s.h5", signals, 20000, metadata={"index": np.arange(5) * 10})
     out = tmp_path / "out.csv"
     assert run(bundles["word_waveform"], "--data", path, "--out", out, "--seed", 1) == 3
-    assert [bool(r["error"]) for r in read_rows(out)] == [False, False, True, False, False]
+    rows = read_rows(out)
+    assert [bool(r["error"]) for r in rows] == [False, False, True, False, False]
+    # A dataset named like one of our columns keeps its values under data/<name>.
+    assert [r["index"] for r in rows] == ["0", "1", "2", "3", "4"]
+    assert [r["data/index"] for r in rows] == ["0", "10", "20", "30", "40"]
+
+
+def test_python_api(tmp_path, bundles, data):
+    from phaselocknet.evaluate import EvalOptions, evaluate
+
+    summary = evaluate(EvalOptions(bundles=[bundles["word_nervegram"]], data=[data["nervegram_h5"]],
+                                   out=str(tmp_path / "half.csv"), shard="1/2", seed=0, workers=0, progress=False))
+    assert (summary.examples, summary.errors, summary.exit_status) == (N // 2, 0, 0)
+    assert [r["example"] for r in read_rows(tmp_path / "half.csv")] == [str(i) for i in range(N // 2, N)]
+
+
+def test_activations_equal_the_models_own_and_flag_bad_rows(tmp_path, bundles):
+    stored = nervegrams(6, (3, 50, 200), seed=40)
+    stored[4, 1, 2, 3] = np.nan
+    path = write_nervegram_hdf5(tmp_path / "n.h5", stored)
+    out = tmp_path / "out.csv"
+    layers = ["nerve", "block0_conv", "fc_intermediate_norm"]
+    assert run(bundles["word_nervegram"], "--data", path, "--out", out, "--seed", 2, "--batch-size", 4,
+               "--activations", ",".join(layers), "--activations-format", "npz") == 3
+    model = phaselocknet.load(bundles["word_nervegram"])
+    key = model_key(read_metadata(bundles["word_nervegram"])["content_sha256"])
+    with np.load(tmp_path / "out.activations.npz") as saved:
+        assert saved["example"].tolist() == list(range(6))
+        for i in range(6):
+            if i == 4:
+                assert all(np.isnan(saved[f"test/word_nervegram/{layer}"][i]).all() for layer in layers)
+                continue
+            with torch.no_grad():
+                expected = model.activations(torch.from_numpy(stored[i])[None], layers=layers,
+                                             example_seeds=[example_seed(2, i, key)])
+            for layer in layers:
+                np.testing.assert_allclose(saved[f"test/word_nervegram/{layer}"][i], expected[layer][0].numpy(),
+                                           rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------ errors before work
@@ -325,6 +362,9 @@ def broken(tmp_path, bundles):
         ("unknown_layer", "has no such layer"),
         ("not_csv", "with a .csv suffix"),
         ("dbspl_for_nervegrams", "--dbspl sets a sound level"),
+        pytest.param("no_cuda", "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")),
+        ("same_model_twice", "give each model once"),
+        ("mixed_inputs", "separate runs"),
     ],
 )
 def test_problems_are_reported_before_any_work(broken, bundles, data, capsys, case, message):
@@ -340,6 +380,9 @@ def test_problems_are_reported_before_any_work(broken, bundles, data, capsys, ca
         "unknown_layer": [bundles["word_nervegram"], "--data", data["nervegram_h5"], "--activations", "block0_pool,conv_9"],
         "not_csv": [bundles["word_nervegram"], "--data", data["nervegram_h5"], "--out", broken / "results" / "out.tsv"],
         "dbspl_for_nervegrams": [bundles["word_nervegram"], "--data", data["nervegram_h5"], "--dbspl", 60],
+        "no_cuda": [bundles["word_nervegram"], "--data", data["nervegram_h5"], "--device", "cuda"],
+        "same_model_twice": [bundles["word_nervegram"], bundles["word_nervegram"], "--data", data["nervegram_h5"]],
+        "mixed_inputs": [bundles["word_nervegram"], bundles["word_waveform"], "--data", data["nervegram_h5"]],
     }[case]
     if "--out" not in args:
         args += ["--out", out]

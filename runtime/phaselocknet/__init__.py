@@ -36,13 +36,10 @@ def load(
     model deterministic.
     """
     bundle = read_bundle(path)
-    try:
-        model = from_config(
-            bundle.config, bundle.arch, spikes=spikes, excerpt=excerpt, seed=seed,
-            labels=bundle.labels, model_id=bundle.model_id,
-        )
-    except ValueError as error:
-        raise BundleError(f"{path}: its config/arch do not build a model: {error}") from error
+    model = from_config(
+        bundle.config, bundle.arch, spikes=spikes, excerpt=excerpt, seed=seed,
+        labels=bundle.labels, model_id=bundle.model_id,
+    )
     expected = model.network.state_dict()
     missing = sorted(set(expected) - set(bundle.tensors))
     unexpected = sorted(set(bundle.tensors) - set(expected))

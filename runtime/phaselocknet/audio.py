@@ -28,8 +28,8 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, float]:
     if path.suffix.lower() == ".wav":
         try:
             rate, data = scipy.io.wavfile.read(path)
-        except ValueError as error:
-            raise ValueError(f"{path}: cannot decode WAV ({error})") from error
+        except Exception as error:  # scipy raises several types on malformed files
+            raise ValueError(f"{path}: cannot decode WAV ({type(error).__name__}: {error})") from error
         if np.issubdtype(data.dtype, np.integer):
             info = np.iinfo(data.dtype)
             # 8-bit WAV is unsigned, centred on 128.
@@ -43,8 +43,8 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, float]:
             raise ValueError(f"{path}: reading {path.suffix} files needs the soundfile package (pip install soundfile)") from error
         try:
             data, rate = soundfile.read(str(path), dtype="float64", always_2d=False)
-        except RuntimeError as error:
-            raise ValueError(f"{path}: cannot decode audio ({error})") from error
+        except Exception as error:  # libsndfile errors surface as several types
+            raise ValueError(f"{path}: cannot decode audio ({type(error).__name__}: {error})") from error
     data = data.T if data.ndim == 2 else data[np.newaxis]
     return np.ascontiguousarray(data), float(rate)
 

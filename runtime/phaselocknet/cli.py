@@ -135,30 +135,12 @@ def cmd_info(args) -> int:
 
 
 # -------------------------------------------------------------- nerve representations
-def variant_config(cutoff_hz: float, sample_rate: float = NERVEGRAM_SAMPLE_RATE, max_cf: float = 16000.0) -> dict:
-    """kwargs_cochlea of the paper's simplified front end with a given IHC lowpass cutoff."""
-    return {
-        "config_filterbank": {"mode": "fir_gammatone_filterbank", "cfs": None, "fir_dur": 0.05,
-                              "kwargs_filter_coefs": {}, "max_cf": max_cf, "min_cf": 60.0, "num_cf": 50},
-        "config_subband_processing": {"rectify": True},
-        "kwargs_custom_slice": {},
-        "kwargs_fir_lowpass_filter_input": {},
-        "kwargs_fir_lowpass_filter_output": {"cutoff": cutoff_hz, "fir_dur": 0.05, "ihc_filter": True, "order": 7},
-        "kwargs_sigmoid_rate_level_function": {
-            "dynamic_range": [20.0, 40.0, 80.0], "dynamic_range_interval": 0.95, "envelope_mode": True,
-            "rate_max": [250.0, 250.0, 250.0], "rate_spont": [0.0, 0.0, 0.0], "threshold": [0.0, 12.0, 28.0],
-        },
-        "kwargs_spike_generator_binomial": {"mode": "approx", "n_per_channel": [384, 160, 96]},
-        "kwargs_spike_rate_noise": {},
-        "sr_cochlea": sample_rate, "sr_input": sample_rate, "sr_output": 10000.0,
-    }
-
-
 def nerve_rates(waveform: np.ndarray, cutoff_hz: float, sample_rate: float = NERVEGRAM_SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
     """(mean spike counts per time bin (3, 50, time), cfs in Hz) of a mono waveform at ``sample_rate``."""
     from .periphery import Cochlea
+    from .periphery.presets import simplified_cochlea_config
 
-    cochlea = Cochlea(variant_config(cutoff_hz, sample_rate))
+    cochlea = Cochlea(simplified_cochlea_config(cutoff_hz, sample_rate))
     with torch.no_grad():
         rates = cochlea(torch.as_tensor(waveform, dtype=torch.float32)[None])
         counts = cochlea.spike_generator(rates, "mean", None)
@@ -204,22 +186,26 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def demo_sound(sample_rate: float = NERVEGRAM_SAMPLE_RATE) -> np.ndarray:
-    """0.25 s harmonic complex tone (F0 200 Hz) then a 0.15 s 100 Hz -> 8 kHz chirp, at 60 dB SPL."""
+    """30 ms harmonic complex tone (F0 200 Hz), 5 ms silence, 25 ms chirp 300 Hz -> 6 kHz, at 65 dB SPL.
+
+    Short on purpose: at 10 kHz output each nerve sample is 0.1 ms, and phase locking to
+    the harmonics is only visible when a few hundred samples fill a panel.
+    """
     import scipy.signal
 
     from .audio import set_dbspl
 
-    t = np.arange(int(0.25 * sample_rate)) / sample_rate
+    t = np.arange(int(0.030 * sample_rate)) / sample_rate
     tone = sum(np.sin(2 * np.pi * 200.0 * h * t) for h in range(1, 11))
-    tc = np.arange(int(0.15 * sample_rate)) / sample_rate
-    chirp = scipy.signal.chirp(tc, f0=100.0, t1=tc[-1], f1=8000.0, method="logarithmic")
-    ramp = int(0.005 * sample_rate)
+    tc = np.arange(int(0.025 * sample_rate)) / sample_rate
+    chirp = scipy.signal.chirp(tc, f0=300.0, t1=tc[-1], f1=6000.0, method="logarithmic")
+    ramp = int(0.002 * sample_rate)
+    window = np.hanning(2 * ramp)
     for part in (tone, chirp):
-        window = np.hanning(2 * ramp)
         part[:ramp] *= window[:ramp]
         part[-ramp:] *= window[ramp:]
-    sound = np.concatenate([tone, np.zeros(int(0.02 * sample_rate)), chirp])
-    return set_dbspl(sound, 60.0)
+    sound = np.concatenate([tone, np.zeros(int(0.005 * sample_rate)), chirp])
+    return set_dbspl(sound, 65.0)
 
 
 def plot_nervegrams(path: Path, panels: list[tuple[str, np.ndarray]], cfs: np.ndarray, duration_s: float) -> None:

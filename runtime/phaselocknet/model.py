@@ -134,10 +134,8 @@ class PhaselocknetModel(nn.Module):
         """Spike counts (batch, channels, freq, time) as fed to the CNN."""
         x = self.check_input(x)
         generators = self._generators(x.shape[0], x.device, example_seeds)
-        if self.binaural:
-            rates = torch.cat([self.front_end(x[:, ear]) for ear in range(2)], dim=1)
-        else:
-            rates = self.front_end(x)
+        # A binaural input (batch, 2, ...) gives ear 0's channels then ear 1's.
+        rates = self.front_end(x)
         if self.excerpt_length is not None:
             rates = self._take_excerpt(rates, generators)
         return self.front_end.spike_generator(rates, self.spikes, generators)

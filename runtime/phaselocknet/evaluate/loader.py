@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .preprocess import InputSpec, Preprocessing, prepare
-from .sources import Reader, _describe
+from .sources import Reader, describe_error
 
 
 @dataclass
@@ -59,7 +59,7 @@ class BatchDataset(Dataset):
                 try:
                     prepared[spec].append((row, prepare(raw, spec, self.options)))
                 except Exception as error:  # noqa: BLE001 - a bad example must not stop the run
-                    message = _describe(error)
+                    message = describe_error(error)
                     if len(self.specs) > 1:
                         message = f"for {spec.describe()}: {message}"
                     errors[row] = message if errors[row] is None else f"{errors[row]}; {message}"

@@ -54,6 +54,16 @@ class EvalOptions:
     progress: bool = True
     command: list[str] | None = None
 
+    def __post_init__(self):
+        from .shards import parse_shard
+
+        self.out = Path(self.out)
+        self.bundles = [str(b) for b in self.bundles]
+        self.data = [str(d) for d in self.data]
+        self.activations = list(self.activations)
+        if isinstance(self.shard, str):
+            self.shard = parse_shard(self.shard)
+
 
 @dataclass
 class ModelEntry:
@@ -257,9 +267,13 @@ def activation_shapes(models: list[ModelEntry], layers: list[str]) -> None:
         model.activation_shapes = {name: tuple(int(s) for s in shapes[name]) for name in layers}
 
 
+RESERVED_COLUMNS = ("example", "source", "index", "error")
+
+
 def output_header(models: list[ModelEntry], metadata: list[str], heads: dict[str, int] | None,
                   labels: dict[str, list[str] | None]) -> list[str]:
-    header = ["example", "source", "index", *metadata]
+    # A stimulus file may well have a dataset called "index"; it keeps its values under "data/index".
+    header = ["example", "source", "index", *(f"data/{m}" if m in RESERVED_COLUMNS else m for m in metadata)]
     for model in models:
         for head in model.model.heads:
             header.append(f"{model.name}/{head}.pred")

@@ -359,7 +359,8 @@ def _read_audio_file(path: str) -> RawExample:
     return RawExample(waveform, rate, {})
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """An exception as one line for the error column; our ValueErrors already say what is wrong."""
     if isinstance(error, (ValueError, OSError)):
         return str(error)
     return f"{type(error).__name__}: {error}"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 NAN_FILL = np.float32("nan")
+HDF5_CHUNK_BYTES = 1 << 20
 
 
 # ------------------------------------------------------------------------- CSV
@@ -32,7 +33,7 @@ def format_value(value) -> str:
     if isinstance(value, (bytes, np.bytes_)):
         return value.decode("utf-8", "replace")
     if isinstance(value, (bool, np.bool_)):
-        return "1" if value else "0"
+        return str(bool(value))
     if isinstance(value, (np.integer, int)):
         return str(int(value))
     if isinstance(value, (np.floating, float)):
@@ -100,7 +101,10 @@ def write_hdf5_streaming(path: Path, entries: list[tuple[str, tuple, np.dtype, I
 
     with h5py.File(path, "w") as handle:
         for key, shape, dtype, blocks in entries:
-            chunks = (1, *shape[1:]) if len(shape) > 1 and shape[0] else None
+            # About 1 MiB per HDF5 chunk: whole examples, few enough chunks for small layers.
+            row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+            rows = min(shape[0], max(1, HDF5_CHUNK_BYTES // max(row_bytes, 1)))
+            chunks = (rows, *shape[1:]) if shape[0] else None
             dataset = handle.create_dataset(key, shape=shape, dtype=dtype, chunks=chunks)
             row = 0
             for block in blocks:
