@@ -118,10 +118,9 @@ def test_argument_naming_no_model_is_a_failure_not_a_crash(tree, tmp_path, capsy
     assert code == 1 and "does not exist" in text and "1 converted" in text
 
 
-def test_module_entry_point_and_manifest_subcommand(tmp_path):
+def test_module_entry_point_and_manifest_subcommand(tmp_path, capsys):
     help_text = subprocess.run([sys.executable, "-m", "phaselocknet_convert", "--help"], capture_output=True,
                                text=True, timeout=120)
     assert help_text.returncode == 0 and "--word-labels" in help_text.stdout and "--strict" in help_text.stdout
-    missing = subprocess.run([sys.executable, "-m", "phaselocknet_convert", "manifest", str(tmp_path / "none")],
-                             capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 1 and "not a directory" in missing.stderr
+    assert main(["manifest", str(tmp_path / "none")]) == 1
+    assert "not a directory" in capsys.readouterr().err

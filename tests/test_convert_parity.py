@@ -98,8 +98,15 @@ def parity(request, tmp_path_factory):
     config, arch = ref.load_published(name)
     base = tmp_path_factory.mktemp("parity")
     seconds = {}
+    with torch.device("meta"):  # the model's facts, without weights
+        facts = phaselocknet.from_config(config, arch, spikes="mean")
+    x = realistic_input(facts, seed)
     start = time.perf_counter()
-    model_dir = ref.make_checkpoint(config, arch, base / "models" / name, seed=seed)
+    # Random weights scaled on the test inputs themselves, so activations and logits have the
+    # magnitudes of a trained model on its data (see tf_reference.random_weights).
+    model_dir = ref.make_checkpoint(
+        config, arch, base / "models" / name, seed=seed, calibration_input=ref.runtime_to_tf(x, _tf_kind_of(config))
+    )
     seconds["make_checkpoint"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -111,7 +118,6 @@ def parity(request, tmp_path_factory):
     # Only binaural waveform models cut an excerpt (12000 nerve samples -> 10000); the
     # others ignore the offset, and TensorFlow must not be given one.
     offset = EXCERPT_OFFSET if model.excerpt_length is not None else None
-    x = realistic_input(model, seed)
     with torch.no_grad():
         pt = {head: v.numpy() for head, v in model(torch.from_numpy(x)).items()}
     seconds["torch_load_forward"] = time.perf_counter() - start
@@ -124,7 +130,7 @@ def parity(request, tmp_path_factory):
     parity = Parity(name, tf_out, pt, seconds)
     print("\n" + report(parity))
     yield parity
-    shutil.rmtree(base, ignore_errors=True)  # checkpoints of the localization models are ~6 GB
+    shutil.rmtree(base, ignore_errors=True)  # checkpoints hold Adam slots: ~3x the model, up to GBs
 
 
 def _tf_kind_of(config: dict) -> str:

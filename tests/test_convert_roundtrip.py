@@ -138,6 +138,14 @@ def test_up_to_date_bundle_is_skipped_unless_forced_or_sources_change(word_dir, 
     assert json.loads(read_metadata(changed.bundle)["source_sha256"])["config.json"] == _sha256(word_dir / "config.json")
 
 
+def test_bundle_of_another_converter_version_is_not_up_to_date(word_dir, tmp_path, monkeypatch):
+    first = convert_model_dir(word_dir, tmp_path / "out", model_id=MODEL_ID)
+    monkeypatch.setattr("phaselocknet_convert.convert.CONVERTER_VERSION", CONVERTER_VERSION + ".next")
+    again = convert_model_dir(word_dir, tmp_path / "out", model_id=MODEL_ID)
+    assert again.status == CONVERTED and again.bundle_sha256 != first.bundle_sha256
+    assert read_metadata(again.bundle)["converter_version"] == CONVERTER_VERSION + ".next"
+
+
 def test_damaged_existing_bundle_is_not_taken_as_up_to_date(word_dir, tmp_path):
     first = convert_model_dir(word_dir, tmp_path / "out", model_id=MODEL_ID)
     first.bundle.write_bytes(first.bundle.read_bytes()[:100])

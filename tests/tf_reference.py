@@ -560,6 +560,21 @@ _UNUSED_LAYER_TYPES = (
 )  # fmt: skip
 
 
+class AccurateLayerNormalization(tf.keras.layers.LayerNormalization):
+    """Keras LayerNormalization with its unfused (tf.nn.moments) kernel.
+
+    Keras picks a fused kernel when the normalised axes are trailing; on CPU it loses about
+    7e-3 relative accuracy over the 3 million values of a word model's input_norm (float64
+    reference; torch's var_mean is within 2e-7). Like the complex64 FFT, that is an
+    inaccuracy of TensorFlow's CPU kernel, not of the model, so the reference avoids it.
+    Variables and checkpoint layout are those of the stock layer.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._fused = False
+
+
 def _network_steps(arch: list, n_classes_dict: dict, *, top_dtype=None) -> list[_Step]:
     """Keras layers of arch.json, in order, each with the function that applies it."""
     steps = []
@@ -572,7 +587,7 @@ def _network_steps(arch: list, n_classes_dict: dict, *, top_dtype=None) -> list[
             layer = tf.keras.layers.BatchNormalization(**args)
             steps.append(_Step("bn", layer, layer))
         elif "layernormalization" in layer_type or "layer_normalization" in layer_type:
-            layer = tf.keras.layers.LayerNormalization(**args)
+            layer = AccurateLayerNormalization(**args)
             steps.append(_Step("ln", layer, layer))
         elif "conv2d" in layer_type:
             filters, kernel_size = args.pop("filters"), args.pop("kernel_size")
@@ -665,13 +680,20 @@ def _default_excerpt(config: dict, input_shape) -> int | None:
     return (n_time - EXCERPT_LENGTH) // 2 if n_time > EXCERPT_LENGTH else None
 
 
-def random_weights(config: dict, arch: list, *, seed: int, input_shape=None) -> dict[str, list[np.ndarray]]:
+# Logit scale of the randomized heads: softmax maxima of 0.1-0.9 across examples, like trained models.
+HEAD_LOGIT_RMS = 2.0
+
+
+def random_weights(
+    config: dict, arch: list, *, seed: int, input_shape=None, calibration_input=None
+) -> dict[str, list[np.ndarray]]:
     """Random weights per layer name (Keras get_weights order), scaled for O(1) activations.
 
-    Kernels are He-normal (heads: 1/sqrt(fan_in)); conv/dense biases 0.5 x pre-bias std x N(0, 1);
+    Kernels are He-normal (heads: scaled so logits have an rms of HEAD_LOGIT_RMS on the
+    calibration input, as in trained models); conv/dense biases 0.5 x pre-bias std x N(0, 1);
     gammas U(0.5, 1.5); betas N(0, 0.3^2); so that swapping or dropping any parameter moves the
     logits well beyond float32 noise.  Archs with batch norm run the float32 reference once on a
-    calibration input (`example_input`, batch 1), layer by layer, to measure the pre-bias stds and
+    calibration input (`calibration_input` in TF layout, default `example_input` at batch 1), layer by layer, to measure the pre-bias stds and
     set the BN moving statistics to the measured ones, perturbed so that batch statistics do not
     reproduce them.  Layer-norm archs normalise their own activations, so they skip that forward
     pass (the slowest part for the word models) and take a nominal pre-bias std of 1.
@@ -683,7 +705,9 @@ def random_weights(config: dict, arch: list, *, seed: int, input_shape=None) -> 
     weights = {}
     with _policy("float32"):
         if calibrate:
-            x = tf.constant(example_input(config, arch, batch=1, seed=seed, input_shape=input_shape))
+            if calibration_input is None:
+                calibration_input = example_input(config, arch, batch=1, seed=seed, input_shape=input_shape)
+            x = tf.constant(np.asarray(calibration_input, dtype=np.float32))
         else:
             x = tf.keras.Input(shape=input_shape)
         x = _front_end(x, config, spikes="expected", excerpt_offset=_default_excerpt(config, input_shape))
@@ -742,8 +766,13 @@ def random_weights(config: dict, arch: list, *, seed: int, input_shape=None) -> 
                 x = layer(x)
             elif step.kind == "heads":
                 fan_in = int(x.shape[-1])
+                # Trained heads give logits of a few units. Unscaled random heads reach logits of
+                # 30-100 on deep batch-norm archs, where float32 rounding in any implementation
+                # (TensorFlow's own included, ~5e-6 relative) moves a split softmax by > 1e-5.
+                rms = float(np.sqrt(np.mean(np.square(x.numpy())))) if calibrate else 1.0
+                scale = np.float32(HEAD_LOGIT_RMS / (np.sqrt(fan_in) * max(rms, 1e-3)))
                 for dense in step.layer.values():
-                    kernel = np.sqrt(1.0 / fan_in, dtype=np.float32) * rng.standard_normal((fan_in, dense.units), np.float32)
+                    kernel = scale * rng.standard_normal((fan_in, dense.units), np.float32)
                     bias = rng.normal(0.0, 0.5, dense.units).astype(np.float32)
                     weights[dense.name] = [kernel, bias]
             else:
@@ -760,6 +789,7 @@ def make_checkpoint(
     seed: int,
     input_shape=None,
     legacy_optimizer: bool = True,
+    calibration_input=None,
 ) -> Path:
     """Write config.json, arch.json and a TF-format ckpt_BEST like the authors' training run.
 
@@ -772,6 +802,7 @@ def make_checkpoint(
     model.save_weights.  input_shape: TF layout without batch (default: the real input).
     legacy_optimizer: tf.keras.optimizers.legacy.Adam, as in the authors' latest util_optimize (TF
     >= 2.11); False gives the new Keras optimizer's checkpoint layout (optimizer/_variables/N).
+       calibration_input: TF-layout batch the random weights are scaled on (see `random_weights`).
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -780,7 +811,7 @@ def make_checkpoint(
     with open(model_dir / "arch.json", "w") as f:
         json.dump(arch, f, indent=4)
     input_shape = tuple(input_shape) if input_shape is not None else tf_input_shape(config, arch)
-    weights = random_weights(config, arch, seed=seed, input_shape=input_shape)
+    weights = random_weights(config, arch, seed=seed, input_shape=input_shape, calibration_input=calibration_input)
 
     tf.keras.backend.clear_session()
     tf.random.set_seed(seed)

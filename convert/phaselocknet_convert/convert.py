@@ -17,7 +17,7 @@ from phaselocknet.bundle import BundleError, file_sha256, read_metadata
 from phaselocknet.labels import WORD_HEAD, read_word_labels
 
 from . import CONVERTER_VERSION
-from .checkpoint import checkpoint_files, read_checkpoint
+from .checkpoint import read_checkpoint
 from .errors import ConversionError
 from .mapping import checkpoint_state_dict
 
@@ -76,7 +76,8 @@ def convert_model_dir(
     a config.json/arch.json that differs from its entry is a warning, or an error with
     ``strict`` (which also refuses ids the manifest lacks). ``word_labels``: the authors'
     word_int_encoding.csv, embedded as the word head's class names. An existing bundle
-    made from the same four source files (and labels) is left alone unless ``force``.
+    made from the same four source files, with the same labels, by this converter version
+    is left alone unless ``force``.
 
     Raises ConversionError (nothing is written then); returns a ConversionResult with
     status "converted" or "up to date".
@@ -181,6 +182,9 @@ def _up_to_date(target: Path, sources: dict[str, str], labels: dict | None) -> b
         return False  # unreadable or foreign: convert again, replacing it
     if existing_sources != sources:
         return False
+    # A converter that may map tensors differently has a different version.
+    if metadata.get("converter_version") != CONVERTER_VERSION:
+        return False
     # Adding (or changing) word labels changes the bundle, so it is not up to date.
     wanted = json.dumps(labels, sort_keys=True, separators=(",", ":")) if labels else None
     return metadata.get("labels_json") == wanted
@@ -222,7 +226,6 @@ __all__ = [
     "UP_TO_DATE",
     "bundle_path",
     "check_against_manifest",
-    "checkpoint_files",
     "convert_model_dir",
     "source_checksums",
 ]

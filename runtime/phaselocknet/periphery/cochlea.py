@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backend import TwoPath
 from .filterbank import GammatoneFilterbank, erbspace
 from .hair_cell import HairCellLowpass
 from .rate_level import SigmoidRateLevel
@@ -21,6 +22,10 @@ DEFAULT_MAX_CF = 8000.0
 DEFAULT_NUM_CF = 50
 # Every published nervegram has 50 CFs; nervegram input is not checked against it.
 NERVEGRAM_N_FREQ = 50
+# The fast path runs a few waveforms at a time so that each FFT buffer stays below glibc's
+# largest mmap threshold (32 MB): larger buffers are fresh pages on every call, and
+# first-touch page faults then cost as much as the FFTs.
+FAST_CHUNK_BYTES = 32 * 2**20
 
 _TOP_LEVEL_KEYS = {
     "sr_input",
@@ -76,12 +81,16 @@ def _require(section: str, d: Mapping, key: str):
     return d[key]
 
 
-class Cochlea(nn.Module):
+class Cochlea(TwoPath):
     """Waveform (Pa) or user nervegram -> auditory-nerve firing rates (spikes/s).
 
     forward: waveform (batch, time) or (batch, ears, time) -> (batch, ears*3, freq, time_out);
     nervegram (batch, C, freq, time) or (batch, ears, C, freq, time) -> custom-sliced rates.
     Spike counts are drawn separately with `self.spike_generator`.
+
+    reference: the stages one after the other, each by direct convolution. fast: per chunk of
+    waveforms, the filterbank's inverse FFTs land in one zero-tailed buffer that is rectified
+    in place and transformed again by the IHC lowpass (no copy or re-padding in between).
     """
 
     def __init__(self, kwargs_cochlea: Mapping[str, Any]):
@@ -254,16 +263,46 @@ class Cochlea(nn.Module):
         """Time samples out for `n_in` samples in."""
         return self.hair_cell.output_length(n_in) if self.hair_cell is not None else int(n_in)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_kind == "waveform":
             return self._waveform_to_rates(x)
         return self._nervegram_to_rates(x)
 
-    def _waveform_to_rates(self, x: torch.Tensor) -> torch.Tensor:
+    def _fast(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_kind == "waveform":
+            return self._waveform_to_rates_fast(x)
+        return self._nervegram_to_rates(x)
+
+    @staticmethod
+    def _check_waveform(x: torch.Tensor) -> None:
         if x.dim() not in (2, 3):
             raise ValueError(
                 f"expected a waveform of shape (batch, time) or (batch, ears, time), got {tuple(x.shape)}"
             )
+
+    def _waveform_to_rates_fast(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_waveform(x)
+        batch, n_time = x.shape[0], x.shape[-1]
+        rows = x.reshape(-1, n_time)
+        n_fft = self.hair_cell.fft_length(n_time + max(self.filterbank.n_taps, self.hair_cell.n_taps) - 1)
+        chunk = max(1, FAST_CHUNK_BYTES // (self.n_freq * n_fft * rows.element_size()))
+        rates = []
+        for start in range(0, rows.shape[0], chunk):
+            subbands = self.filterbank.fft_subbands(rows[start : start + chunk], n_fft)
+            # The samples past n_time are circular-convolution tail, not signal: zeroed, the
+            # buffer is the zero-padded subband signal the lowpass's FFT needs.
+            subbands[..., n_time:] = 0
+            if self.rectify:
+                subbands = subbands.relu_()
+            subbands = self.hair_cell.fft_lowpass(subbands, n_fft, n_time)
+            if self.rectify:
+                subbands = torch.relu(subbands)
+            rates.append(self.rate_level(subbands))
+        rates = rates[0] if len(rates) == 1 else torch.cat(rates)
+        return rates.reshape(batch, -1, *rates.shape[-2:])
+
+    def _waveform_to_rates(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_waveform(x)
         batch = x.shape[0]
         # Ears are independent cochleae: fold them into the batch, then stack their channels ear-major.
         x = x.reshape(-1, x.shape[-1])

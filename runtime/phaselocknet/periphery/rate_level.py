@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backend import TwoPath
+
 # Reference pressure for dB SPL.
 P_REF = 20e-6
 
@@ -29,6 +31,18 @@ def hilbert_envelope(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return analytic_signal(x, dim=dim).abs()
 
 
+def hilbert_transform(x: torch.Tensor) -> torch.Tensor:
+    """Imaginary part of the analytic signal along the last dim, from real FFTs only:
+    irfft(-j * X) with the DC and Nyquist bins (their own mirror images) zeroed."""
+    n = x.shape[-1]
+    spectrum = torch.fft.rfft(x)
+    weights = torch.full((spectrum.shape[-1],), -1j, dtype=spectrum.dtype, device=x.device)
+    weights[0] = 0
+    if n % 2 == 0:
+        weights[-1] = 0
+    return torch.fft.irfft(spectrum * weights, n)
+
+
 def _per_channel(value, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
     if arr.size == 0:
@@ -36,12 +50,16 @@ def _per_channel(value, name: str) -> np.ndarray:
     return arr
 
 
-class SigmoidRateLevel(nn.Module):
+class SigmoidRateLevel(TwoPath):
     """Subbands in Pa (batch, freq, time) -> firing rates (batch, n_channels, freq, time) in spikes/s.
 
     One sigmoid per channel (spontaneous-rate group); each parameter is a scalar or a list
     with one value per channel. With `envelope_mode` only the Hilbert envelope is compressed
     and the temporal fine structure is kept.
+
+    reference: the complex analytic signal and the formula step by step; fast: the envelope
+    as |x + j hilbert(x)| from real FFTs, and the sigmoid's argument as one multiply-add
+    on log10(pressure) with the dB conversion folded into per-channel constants.
     """
 
     def __init__(
@@ -94,12 +112,38 @@ class SigmoidRateLevel(nn.Module):
             # honours a `with torch.device(...)` context.
             tensor = torch.tensor(value, dtype=torch.float32).view(-1, 1, 1)
             self.register_buffer(name, tensor, persistent=False)
+        # k * (20 log10(pa / P_REF) - x0) = slope * log10(pa) + offset, formed in float64.
+        for name, value in (("slope", 20.0 * k), ("offset", -k * (20.0 * np.log10(P_REF) + x0)),
+                            ("rate_range", params["rate_max"] - params["rate_spont"])):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(-1, 1, 1), persistent=False)
 
-    def forward(self, subbands: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _check(subbands: torch.Tensor) -> None:
         if subbands.dim() != 3:
             raise ValueError(
                 f"expected subbands of shape (batch, freq, time), got {tuple(subbands.shape)}"
             )
+
+    def _fast(self, subbands: torch.Tensor) -> torch.Tensor:
+        self._check(subbands)
+        if self.envelope_mode:
+            # |complex| (not hypot) has a zero gradient at a zero envelope instead of NaN.
+            pa = torch.complex(subbands, hilbert_transform(subbands)).abs()
+            # env >= |x|, so x is 0 wherever env is: the guarded quotient is 0 there.
+            tfs = subbands / torch.where(pa > 0, pa, 1.0)
+        else:
+            pa = subbands
+        tiny = torch.finfo(pa.dtype).tiny
+        argument = torch.addcmul(self.offset.to(pa.dtype), self.slope.to(pa.dtype), torch.log10(pa.clamp(min=tiny)).unsqueeze(1))
+        y = torch.sigmoid(argument)
+        if self.envelope_mode:
+            y = y * tfs.unsqueeze(1)
+        else:
+            y = torch.where((pa > 0).unsqueeze(1), y, 0.0)
+        return torch.addcmul(self.rate_spont.to(pa.dtype), self.rate_range.to(pa.dtype), y)
+
+    def _reference(self, subbands: torch.Tensor) -> torch.Tensor:
+        self._check(subbands)
         if self.envelope_mode:
             env = hilbert_envelope(subbands, dim=-1).to(subbands.dtype)
             nonzero = env > 0
