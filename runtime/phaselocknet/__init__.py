@@ -27,18 +27,22 @@ def load(
     excerpt: str | int = "random",
     seed: int | None = None,
     map_location: str | torch.device = "cpu",
+    backend: str = "fast",
+    dtype: torch.dtype | None = None,
 ) -> PhaselocknetModel:
     """Rebuild a model from its bundle alone, in eval mode.
 
     ``spikes``: "sample" (binomial spike counts, as in the paper; reproducible with
     ``seed``) or "mean" (expected counts). ``excerpt``: "random" or an int start
     offset (localization models). ``spikes="mean"`` with an int excerpt makes the
-    model deterministic.
+    model deterministic. ``backend``: "fast" (default) or "reference" (direct
+    convolutions; the numerical reference). ``dtype``: the CNN's dtype (e.g.
+    torch.bfloat16); the front end stays float32.
     """
     bundle = read_bundle(path)
     model = from_config(
         bundle.config, bundle.arch, spikes=spikes, excerpt=excerpt, seed=seed,
-        labels=bundle.labels, model_id=bundle.model_id,
+        labels=bundle.labels, model_id=bundle.model_id, backend=backend, dtype=dtype,
     )
     expected = model.network.state_dict()
     missing = sorted(set(expected) - set(bundle.tensors))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backend import DEFAULT_BACKEND, check_backend, set_backend
 from .labels import LOCALIZATION_HEAD, head_labels
 from .network import build_network
 from .periphery import Cochlea
@@ -32,7 +33,8 @@ class PhaselocknetModel(nn.Module):
 
     Attributes: ``sample_rate`` (Hz of the input), ``input_kind`` ("waveform" or
     "nervegram"), ``binaural``, ``input_length`` (time samples expected),
-    ``heads`` ({head: n_classes}), ``config``, ``arch``, ``model_id``.
+    ``heads`` ({head: n_classes}), ``config``, ``arch``, ``model_id``,
+    ``backend`` ("fast" or "reference", see `set_backend`), ``cnn_dtype``.
     """
 
     def __init__(
@@ -45,8 +47,11 @@ class PhaselocknetModel(nn.Module):
         seed: int | None = None,
         labels: dict[str, list] | None = None,
         model_id: str | None = None,
+        backend: str = DEFAULT_BACKEND,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
+        check_backend(backend)
         if spikes not in SPIKE_MODES:
             raise ValueError(f"spikes={spikes!r}: use 'sample' (stochastic, as in the paper) or 'mean' (expected counts)")
         if not (excerpt == "random" or (isinstance(excerpt, (int, np.integer)) and not isinstance(excerpt, bool))):
@@ -81,7 +86,28 @@ class PhaselocknetModel(nn.Module):
         channels = self.front_end.n_channels * (2 if self.binaural else 1)
         time = self.excerpt_length or self.nerve_length
         self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads)
+        self.cnn_dtype = torch.float32
+        self.set_backend(backend)
+        if dtype is not None:
+            self.to_cnn_dtype(dtype)
         self.eval()
+
+    def set_backend(self, backend: str) -> "PhaselocknetModel":
+        """"fast" (default: FFT filtering, folded batch norms, streamed layers) or "reference"
+        (direct convolutions, layer by layer; the numerical reference). Same answers within
+        float32 rounding (tests/test_fast_path.py)."""
+        set_backend(self, backend)
+        self.backend = backend
+        return self
+
+    def to_cnn_dtype(self, dtype: torch.dtype) -> "PhaselocknetModel":
+        """Run the CNN in `dtype` (e.g. torch.bfloat16, torch.float16); the front end stays
+        float32 and logits are returned as float32."""
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype={dtype!r}: use a floating-point torch.dtype such as torch.bfloat16")
+        self.network.to(dtype)
+        self.cnn_dtype = dtype
+        return self
 
     # ------------------------------------------------------------------ facts
     def _lengths(self) -> tuple[int, int]:
@@ -115,8 +141,9 @@ class PhaselocknetModel(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def forward(self, x, example_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
-        """Logits per head for a batch of inputs (see ``expected_input_shape``)."""
-        return self.network(self.nerve_representation(x, example_seeds))
+        """Logits per head for a batch of inputs (see ``expected_input_shape``), float32."""
+        logits = self.network(self.nerve_representation(x, example_seeds))
+        return {head: value.float() for head, value in logits.items()}
 
     def activations(
         self, x, layers: Sequence[str], example_seeds: Sequence[int] | None = None
@@ -197,6 +224,12 @@ def from_config(
     seed: int | None = None,
     labels: dict[str, list] | None = None,
     model_id: str | None = None,
+    backend: str = DEFAULT_BACKEND,
+    dtype: torch.dtype | None = None,
 ) -> PhaselocknetModel:
-    """A model with random weights, in eval mode."""
-    return PhaselocknetModel(config, arch, spikes=spikes, excerpt=excerpt, seed=seed, labels=labels, model_id=model_id)
+    """A model with random weights, in eval mode. ``backend``: "fast" (default) or
+    "reference"; ``dtype``: the CNN's dtype (default float32; the front end is float32)."""
+    return PhaselocknetModel(
+        config, arch, spikes=spikes, excerpt=excerpt, seed=seed, labels=labels, model_id=model_id,
+        backend=backend, dtype=dtype,
+    )

@@ -7,9 +7,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..backend import TwoPath
+from ..backend import FRONT_END_FFT_DTYPE, TwoPath
 from .filterbank import GammatoneFilterbank, erbspace
 from .hair_cell import HairCellLowpass
 from .rate_level import SigmoidRateLevel
@@ -22,10 +21,9 @@ DEFAULT_MAX_CF = 8000.0
 DEFAULT_NUM_CF = 50
 # Every published nervegram has 50 CFs; nervegram input is not checked against it.
 NERVEGRAM_N_FREQ = 50
-# The fast path runs a few waveforms at a time so that each FFT buffer stays below glibc's
-# largest mmap threshold (32 MB): larger buffers are fresh pages on every call, and
-# first-touch page faults then cost as much as the FFTs.
+# Work sizes of the fast path (see Cochlea._waveform_to_rates_fast).
 FAST_CHUNK_BYTES = 32 * 2**20
+FAST_BLOCK_BYTES = 4 * 2**20
 
 _TOP_LEVEL_KEYS = {
     "sr_input",
@@ -285,18 +283,30 @@ class Cochlea(TwoPath):
         batch, n_time = x.shape[0], x.shape[-1]
         rows = x.reshape(-1, n_time)
         n_fft = self.hair_cell.fft_length(n_time + max(self.filterbank.n_taps, self.hair_cell.n_taps) - 1)
-        chunk = max(1, FAST_CHUNK_BYTES // (self.n_freq * n_fft * rows.element_size()))
+        # Blocks of channels keep each FFT buffer small (cache-resident, and under glibc's
+        # largest mmap threshold, 32 MB: larger buffers are fresh pages on every call, and
+        # first-touch page faults then cost as much as the FFTs).
+        per_channel = n_fft * FRONT_END_FFT_DTYPE.itemsize
+        # A GPU has no page-fault or cache concern at these sizes, only launch overhead.
+        scale = 1 if x.device.type == "cpu" else 64
+        rows_per_chunk = max(1, scale * FAST_CHUNK_BYTES // (self.n_freq * per_channel))
+        channels_per_block = max(1, min(self.n_freq, scale * FAST_BLOCK_BYTES // per_channel))
         rates = []
-        for start in range(0, rows.shape[0], chunk):
-            subbands = self.filterbank.fft_subbands(rows[start : start + chunk], n_fft)
-            # The samples past n_time are circular-convolution tail, not signal: zeroed, the
-            # buffer is the zero-padded subband signal the lowpass's FFT needs.
-            subbands[..., n_time:] = 0
+        for start in range(0, rows.shape[0], rows_per_chunk):
+            spectrum = self.filterbank.input_spectrum(rows[start : start + rows_per_chunk], n_fft)
+            blocks = []
+            for first in range(0, self.n_freq, channels_per_block):
+                channels = slice(first, first + channels_per_block)
+                subbands = self.filterbank.subbands_from_spectrum(spectrum, n_fft, channels)
+                # The samples past n_time are circular-convolution tail, not signal: zeroed,
+                # the buffer is the zero-padded subband the lowpass's FFT needs.
+                subbands[..., n_time:] = 0
+                if self.rectify:
+                    subbands = subbands.relu_()
+                blocks.append(self.hair_cell.fft_lowpass(subbands, n_fft, n_time).to(x.dtype))
+            subbands = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
             if self.rectify:
                 subbands = subbands.relu_()
-            subbands = self.hair_cell.fft_lowpass(subbands, n_fft, n_time)
-            if self.rectify:
-                subbands = torch.relu(subbands)
             rates.append(self.rate_level(subbands))
         rates = rates[0] if len(rates) == 1 else torch.cat(rates)
         return rates.reshape(batch, -1, *rates.shape[-2:])

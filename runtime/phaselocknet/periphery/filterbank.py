@@ -6,7 +6,7 @@ import scipy.signal
 import torch
 from torch import nn
 
-from ..backend import DerivedCache, TwoPath, good_fft_size
+from ..backend import FRONT_END_FFT_DTYPE, DerivedCache, TwoPath, good_fft_size
 
 
 def freq2erb(freq):
@@ -124,20 +124,23 @@ class GammatoneFilterbank(TwoPath):
     def _fast(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         n_time = x.shape[-1]
-        return self.fft_subbands(x, good_fft_size(n_time + self.n_taps - 1))[..., :n_time]
+        return self.fft_subbands(x, good_fft_size(n_time + self.n_taps - 1))[..., :n_time].to(x.dtype)
 
     def fft_subbands(self, x: torch.Tensor, n_fft: int) -> torch.Tensor:
-        """(batch, n_cf, n_fft) circular convolution of x with each FIR; with
-        n_fft >= time + n_taps - 1 its first `time` samples are the causal output exactly
+        """(batch, n_cf, n_fft) circular convolution of x with each FIR, in FRONT_END_FFT_DTYPE;
+        with n_fft >= time + n_taps - 1 its first `time` samples are the causal output
         (no wrap-around reaches them)."""
+        return self.subbands_from_spectrum(self.input_spectrum(x, n_fft), n_fft)
+
+    def input_spectrum(self, x: torch.Tensor, n_fft: int) -> torch.Tensor:
         if n_fft < x.shape[-1] + self.n_taps - 1:
             raise ValueError(f"n_fft={n_fft} is shorter than time + n_taps - 1 = {x.shape[-1] + self.n_taps - 1}")
-        # The FIR spectra are taken in float64: they are exact to float32 rounding.
-        spectra = self._spectra.get(
-            n_fft, [self.fir], lambda: torch.fft.rfft(self.fir.double(), n_fft).to(torch.complex64)
-        )
-        spectrum = torch.fft.rfft(x, n_fft)
-        return torch.fft.irfft(spectrum.unsqueeze(-2) * spectra.to(spectrum.dtype), n_fft)
+        return torch.fft.rfft(x.to(FRONT_END_FFT_DTYPE), n_fft)
+
+    def subbands_from_spectrum(self, spectrum: torch.Tensor, n_fft: int, channels: slice = slice(None)) -> torch.Tensor:
+        """`fft_subbands` for the channels in `channels`, from `input_spectrum(x, n_fft)`."""
+        spectra = self._spectra.get(n_fft, [self.fir], lambda: torch.fft.rfft(self.fir.to(FRONT_END_FFT_DTYPE), n_fft))
+        return torch.fft.irfft(spectrum.unsqueeze(-2) * spectra[channels], n_fft)
 
     def _direct_conv(self, x: torch.Tensor) -> torch.Tensor:
         # conv1d is a cross-correlation: flipping the kernel and left-padding L-1 zeros gives

@@ -8,7 +8,7 @@ import scipy.signal
 import torch
 from torch import nn
 
-from ..backend import DerivedCache, TwoPath, good_fft_size
+from ..backend import FRONT_END_FFT_DTYPE, DerivedCache, TwoPath, good_fft_size
 
 
 def _resampling_factors(sr_in: float, sr_out: float) -> tuple[int, int]:
@@ -120,26 +120,24 @@ class HairCellLowpass(TwoPath):
     def _fast(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         n_time = x.shape[-1]
-        return self.fft_lowpass(x, self.fft_length(n_time + self.n_taps - 1), n_time)
+        return self.fft_lowpass(x, self.fft_length(n_time + self.n_taps - 1), n_time).to(x.dtype)
 
     def fft_length(self, minimum: int) -> int:
         """A fast FFT length >= minimum that `fft_lowpass` can decimate: a multiple of 2*down."""
-        unit = 2 * self.down
-        return unit * good_fft_size(-(-int(minimum) // unit))
+        return good_fft_size(minimum, multiple_of=2 * self.down)
 
     def fft_lowpass(self, x: torch.Tensor, n_fft: int, n_time: int) -> torch.Tensor:
-        """The causal lowpass of x[..., :n_time] at the kept samples m*down, m < ceil(n_time/down).
+        """The causal lowpass of x[..., :n_time] at the kept samples m*down, m < ceil(n_time/down),
+        computed in FRONT_END_FFT_DTYPE.
 
         x may be longer than n_time only if its extra samples are zeros (a zero-padded buffer).
         n_fft >= n_time + n_taps - 1 keeps the circular wrap-around away from every kept sample.
         """
         if n_fft < n_time + self.n_taps - 1 or n_fft % (2 * self.down):
             raise ValueError(f"n_fft={n_fft} must be a multiple of {2 * self.down} and >= {n_time + self.n_taps - 1}")
-        spectra = self._spectra.get(
-            n_fft, [self.filt], lambda: torch.fft.rfft(self.filt.double(), n_fft).to(torch.complex64)
-        )
-        spectrum = torch.fft.rfft(x, n_fft)
-        spectrum = spectrum * spectra.to(spectrum.dtype)
+        spectra = self._spectra.get(n_fft, [self.filt], lambda: torch.fft.rfft(self.filt.to(FRONT_END_FFT_DTYPE), n_fft))
+        spectrum = torch.fft.rfft(x.to(FRONT_END_FFT_DTYPE), n_fft)
+        spectrum *= spectra
         folded = fold_spectrum(spectrum, self.down, n_fft)
         # irfft of the folded spectrum is down * y[m*down]; scale the spectrum (1/down of the data).
         return torch.fft.irfft(folded / self.down, n_fft // self.down)[..., : self.output_length(n_time)]

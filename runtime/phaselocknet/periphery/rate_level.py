@@ -112,10 +112,6 @@ class SigmoidRateLevel(TwoPath):
             # honours a `with torch.device(...)` context.
             tensor = torch.tensor(value, dtype=torch.float32).view(-1, 1, 1)
             self.register_buffer(name, tensor, persistent=False)
-        # k * (20 log10(pa / P_REF) - x0) = slope * log10(pa) + offset, formed in float64.
-        for name, value in (("slope", 20.0 * k), ("offset", -k * (20.0 * np.log10(P_REF) + x0)),
-                            ("rate_range", params["rate_max"] - params["rate_spont"])):
-            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(-1, 1, 1), persistent=False)
 
     @staticmethod
     def _check(subbands: torch.Tensor) -> None:
@@ -127,20 +123,28 @@ class SigmoidRateLevel(TwoPath):
     def _fast(self, subbands: torch.Tensor) -> torch.Tensor:
         self._check(subbands)
         if self.envelope_mode:
-            # |complex| (not hypot) has a zero gradient at a zero envelope instead of NaN.
-            pa = torch.complex(subbands, hilbert_transform(subbands)).abs()
+            hilbert = hilbert_transform(subbands)
+            if torch.is_grad_enabled():
+                # |complex| has a zero gradient at a zero envelope where hypot's is NaN.
+                pa = torch.complex(subbands, hilbert).abs()
+            else:
+                pa = torch.hypot(subbands, hilbert)  # the same values, 3x faster
             # env >= |x|, so x is 0 wherever env is: the guarded quotient is 0 there.
             tfs = subbands / torch.where(pa > 0, pa, 1.0)
         else:
             pa = subbands
         tiny = torch.finfo(pa.dtype).tiny
-        argument = torch.addcmul(self.offset.to(pa.dtype), self.slope.to(pa.dtype), torch.log10(pa.clamp(min=tiny)).unsqueeze(1))
-        y = torch.sigmoid(argument)
+        # k * (20 log10(pa / P_REF) - x0) = slope * log10(pa) + offset: one multiply-add.
+        k, x0 = self.k.double(), self.x0.double()
+        slope = (20.0 * k).to(pa.dtype)
+        offset = (-k * (20.0 * np.log10(P_REF) + x0)).to(pa.dtype)
+        y = torch.sigmoid(torch.addcmul(offset, slope, torch.log10(pa.clamp(min=tiny)).unsqueeze(1)))
         if self.envelope_mode:
             y = y * tfs.unsqueeze(1)
         else:
             y = torch.where((pa > 0).unsqueeze(1), y, 0.0)
-        return torch.addcmul(self.rate_spont.to(pa.dtype), self.rate_range.to(pa.dtype), y)
+        rate_spont = self.rate_spont.to(pa.dtype)
+        return torch.addcmul(rate_spont, self.rate_max.to(pa.dtype) - rate_spont, y)
 
     def _reference(self, subbands: torch.Tensor) -> torch.Tensor:
         self._check(subbands)
