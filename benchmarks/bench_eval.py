@@ -13,9 +13,11 @@ configurations from ../shared, random weights), on CPU:
 Prints examples/s and the ratio to the plain loop, timed just before and after each
 eval run (shared machines drift). The unbatched runs use fewer
 examples (their rate per example is steady after one) to keep the whole benchmark to a
-few minutes on two cores. Usage:
+few minutes on two cores. The batched runs span three batches of 16: the first batch at a
+new batch size pays one-time costs (fresh buffers, new kernel shapes: ~4.5 s for the
+localization model at batch 16) that a single-batch run would report as throughput. Usage:
 
-    python benchmarks/bench_eval.py [--examples 16] [--unbatched-examples 4] [--workers 1] [--threads N]
+    python benchmarks/bench_eval.py [--examples 48] [--unbatched-examples 4] [--workers 1] [--threads N]
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def bench(model_dir: Path, folder: Path, n: int, n_unbatched: int, batch_sizes: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=16, help="examples for the batched runs")
+    parser.add_argument("--examples", type=int, default=48, help="examples for the batched runs")
     parser.add_argument("--unbatched-examples", type=int, default=4, help="examples for the plain loop and batch 1")
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument("--workers", type=int, default=1)
