@@ -221,7 +221,7 @@ def _compare_model(model, x):
             for head in expected if isinstance(expected, dict) else [None]:
                 assert_close(got[head] if head else got, expected[head] if head else expected, what=f"layer {name}")
         cnn_fast = network(nerve_ref)
-        cnn_ref = {h: v for h, v in acts_ref[network.layer_names[-1]].items()}
+        cnn_ref = acts_ref[network.layer_names[-1]]
         # Requested activations: every layer (nothing fused) vs a few (fused, streamed plan).
         unfused = network.forward_with_activations(nerve_ref, network.layer_names)[1]
         some = [name for name in network.layer_names[2::7] if not isinstance(acts_ref[name], dict)]

@@ -358,6 +358,8 @@ class Conv2d(TwoPath, nn.Conv2d, _WindowedPadding, ArchLayer):
         return self._derived.get(("fold", height, id(bn)), self._fold_sources(bn), lambda: self._fold(bn, height))
 
     def _fold(self, bn: "BatchNorm", height: int):
+        if self.tf_padding == "SAME":
+            raise ValueError("a batch norm is folded only into convolutions that are VALID along time")
         scale, shift = bn.affine()
         weight = self.weight.double()
         c_out, in_per_group, kh, _ = weight.shape
@@ -365,8 +367,6 @@ class Conv2d(TwoPath, nn.Conv2d, _WindowedPadding, ArchLayer):
         per_output = lambda v: v.view(groups, 1, in_per_group).expand(groups, c_out // groups, in_per_group).reshape(c_out, in_per_group)
         folded = weight * per_output(scale)[:, :, None, None]
         tap_sums = (weight.sum(-1) * per_output(shift)[:, :, None]).sum(1)  # (out, kh)
-        if self.tf_padding == "SAME":
-            raise ValueError("a batch norm is folded only into convolutions that are VALID along time")
         stride = self.window_strides[0]
         top, bottom = tf_same_padding(height, kh, stride) if self.tf_padding == "VALID_TIME" else (0, 0)
         h_out = (height + top + bottom - kh) // stride + 1
