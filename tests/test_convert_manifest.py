@@ -16,7 +16,7 @@ from phaselocknet_convert.cli import main
 from phaselocknet_convert.manifest import build_manifest, dumps
 
 pytestmark = needs_shared
-COMMITTED = REPO / "weights_manifest.json"
+COMMITTED = REPO / "runtime" / "phaselocknet" / "weights_manifest.json"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,8 @@ def manifest():
 
 def test_committed_manifest_is_current(manifest):
     assert COMMITTED.read_text() == dumps(manifest), (
-        "weights_manifest.json is stale: phaselocknet-convert manifest ../shared/phaselocknet_models"
+        "weights_manifest.json is stale: phaselocknet-convert manifest ../shared/phaselocknet_models "
+        "-o runtime/phaselocknet/weights_manifest.json"
     )
 
 

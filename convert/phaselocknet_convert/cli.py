@@ -52,11 +52,14 @@ def convert_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR",
                         help="model directory, directory containing model directories, or glob")
-    parser.add_argument("--out", required=True, type=Path, metavar="OUT_DIR",
-                        help="bundles go to OUT_DIR/<model id>.safetensors; OUT_DIR/manifest.json lists their sha256")
+    parser.add_argument("--out", default=None, type=Path, metavar="OUT_DIR",
+                        help="bundles go to OUT_DIR/<model id>.safetensors; OUT_DIR/manifest.json lists their sha256 "
+                             "(default: the model store, $PHASELOCKNET_HOME or the user cache folder, where "
+                             "phaselocknet.load finds models by id)")
     parser.add_argument("--root", type=Path, default=None,
                         help="model ids are paths relative to ROOT (e.g. sound_localization/IHC3000/arch01); "
-                             "default: the directory name")
+                             "default: the directory's last three path parts when they are a published model id, "
+                             "else the directory name")
     parser.add_argument("--word-labels", type=Path, default=None, metavar="CSV",
                         help="the authors' word_int_encoding.csv: embed word class names in word-head bundles")
     parser.add_argument("--force", action="store_true", help="convert even when the bundle is up to date")
@@ -70,7 +73,9 @@ def convert_parser() -> argparse.ArgumentParser:
 
 
 def default_manifest_path() -> Path | None:
-    for candidate in (Path.cwd() / MANIFEST_NAME, Path(__file__).resolve().parents[2] / MANIFEST_NAME):
+    from phaselocknet.store import published_manifest_path
+
+    for candidate in (Path.cwd() / MANIFEST_NAME, published_manifest_path()):
         if candidate.is_file():
             return candidate
     return None
@@ -94,7 +99,10 @@ def expand_model_dirs(arguments: list[str]) -> tuple[list[Path], list[Conversion
 
 def model_id_for(model_dir: Path, root: Path | None) -> str:
     if root is None:
-        return model_dir.name
+        from phaselocknet.store import published_models
+
+        tail = "/".join(model_dir.resolve().parts[-3:])
+        return tail if tail in published_models() else model_dir.name
     try:
         return model_dir.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -103,6 +111,10 @@ def model_id_for(model_dir: Path, root: Path | None) -> str:
 
 def convert_main(argv: list[str]) -> int:
     args = convert_parser().parse_args(argv)
+    if args.out is None:
+        from phaselocknet.store import store_home
+
+        args.out = store_home()
     manifest_path = args.manifest or default_manifest_path()
     manifest = None
     if manifest_path is not None:

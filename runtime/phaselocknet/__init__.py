@@ -19,7 +19,10 @@ _PUBLIC = {
     "BundleError": ".bundle",
     "PhaselocknetModel": ".model",
     "from_config": ".model",
+    "list_models": ".store",
     "load": ".hub",
+    "load_ensemble": ".ensemble",
+    "Ensemble": ".ensemble",
     "save": ".hub",
 }
 

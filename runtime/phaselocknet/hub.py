@@ -13,6 +13,7 @@ import torch
 
 from .bundle import BundleError, read_bundle, write_bundle
 from .model import PhaselocknetModel, from_config
+from .store import resolve_bundle
 
 
 def load(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Sequence
 
@@ -142,8 +143,35 @@ class PhaselocknetModel(nn.Module):
     # ---------------------------------------------------------------- forward
     def forward(self, x, example_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """Logits per head for a batch of inputs (see ``expected_input_shape``), float32."""
-        logits = self.network(self.nerve_representation(x, example_seeds))
-        return {head: value.float() for head, value in logits.items()}
+        return self.classify(self.nerve_representation(x, example_seeds))
+
+    def classify(self, nerve: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The CNN half: logits per head (float32) for a ``nerve_representation``.
+
+        ``model(x, seeds)`` is ``model.classify(model.nerve_representation(x, seeds))``, so
+        models with the same ``front_end_key`` can share one nerve representation.
+        """
+        return {head: value.float() for head, value in self.network(nerve).items()}
+
+    def classify_with_activations(self, nerve: torch.Tensor, layers: Sequence[str]):
+        """(logits per head, float32; {layer: activation}) for a nerve representation, in one pass."""
+        logits, found = self.network.forward_with_activations(nerve, list(layers))
+        return {head: value.float() for head, value in logits.items()}, dict(found)
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the nerve representation involves no random draw (mean spikes, fixed excerpt)."""
+        return self.spikes == "mean" and (self.excerpt_length is None or self.excerpt != "random")
+
+    def front_end_key(self) -> str:
+        """Equal for two models exactly when ``nerve_representation`` computes the same function
+        of (input, example seeds): same front-end configuration, spike mode, excerpt rule and
+        backend. Without example seeds the draws also depend on each model's own random
+        stream, so only `deterministic` models may then share a representation."""
+        facts = {"kwargs_cochlea": self.config["kwargs_cochlea"], "spikes": self.spikes, "excerpt": self.excerpt,
+                 "excerpt_length": self.excerpt_length, "nerve_length": self.nerve_length,
+                 "binaural": self.binaural, "backend": self.backend}
+        return json.dumps(facts, sort_keys=True, default=str)
 
     def activations(
         self, x, layers: Sequence[str], example_seeds: Sequence[int] | None = None
@@ -151,8 +179,7 @@ class PhaselocknetModel(nn.Module):
         """Named activations; ``"nerve"`` is the spike-count input of the CNN."""
         layers = list(layers)
         nerve = self.nerve_representation(x, example_seeds)
-        wanted = [name for name in layers if name != "nerve"]
-        _, found = self.network.forward_with_activations(nerve, wanted)
+        _, found = self.classify_with_activations(nerve, [name for name in layers if name != "nerve"])
         if "nerve" in layers:
             found["nerve"] = nerve
         return {name: found[name] for name in layers}
@@ -198,7 +225,7 @@ class PhaselocknetModel(nn.Module):
         same draw whatever batch it is in), else from the model's ``seed`` stream, else
         from torch's global RNG (so ``torch.manual_seed`` applies).
         """
-        if self.spikes == "mean" and (self.excerpt_length is None or self.excerpt != "random"):
+        if self.deterministic:
             return None
         if example_seeds is None:
             example_seeds = torch.randint(0, 2**62, (batch,), generator=self._generator).tolist()

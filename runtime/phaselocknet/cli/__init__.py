@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import nervegram, run
+    from . import jobs, models, nervegram, run
     from .. import verify
     from ..evaluate import cli as evaluate_cli
 
@@ -37,4 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     nervegram.add_parsers(sub)
     verify.add_parser(sub)
     evaluate_cli.add_parsers(sub)
+    models.add_parsers(sub)
+    jobs.add_parsers(sub)
     return parser

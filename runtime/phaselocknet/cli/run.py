@@ -8,18 +8,21 @@ from pathlib import Path
 
 def add_parsers(sub) -> None:
     run = sub.add_parser("run", help="predict the labels of one sound")
-    run.add_argument("bundle", type=Path)
+    run.add_argument("bundle", metavar="MODEL",
+                     help="bundle path, model id (task/variant/arch) or variant id (task/variant: the ensemble "
+                          "of its architectures, mean probability)")
     run.add_argument("sound", type=Path, help="WAV (or FLAC with soundfile installed)")
     run.add_argument("--top", type=int, default=5, help="classes to print per head (default 5)")
     run.add_argument("--dbspl", type=float, default=None, help="set the sound level (dB SPL) before running; default: samples are pascals")
     run.add_argument("--diotic", action="store_true", help="play a mono sound to both ears of a binaural model")
     run.add_argument("--spikes", choices=("sample", "mean"), default="sample")
     run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     run.add_argument("--json", action="store_true", help="print JSON instead of a table")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="describe a bundle")
-    info.add_argument("bundle", type=Path)
+    info.add_argument("bundle", metavar="MODEL", help="bundle path or model id")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
 
@@ -30,7 +33,13 @@ def cmd_run(args) -> int:
     from ..audio import prepare_waveform, read_audio
     from ..labels import format_label
 
-    model = phaselocknet.load(args.bundle, spikes=args.spikes, seed=args.seed)
+    from ..store import is_model_id
+
+    options = {"spikes": args.spikes, "seed": args.seed, "map_location": args.device}
+    if is_model_id(args.bundle) and args.bundle.count("/") == 1 and not Path(args.bundle).exists():
+        model = phaselocknet.load_ensemble(args.bundle, **options)
+    else:
+        model = phaselocknet.load(args.bundle, **options)
     if model.input_kind != "waveform":
         raise ValueError(f"{args.bundle} takes nervegrams, not sounds: use `phaselocknet eval` with an HDF5 nervegram_meanrates dataset")
     waveform, rate = read_audio(args.sound)
@@ -39,10 +48,11 @@ def cmd_run(args) -> int:
         binaural=model.binaural, level_db=args.dbspl, diotic=args.diotic,
     )
     with torch.no_grad():
-        logits = model(torch.from_numpy(x)[None])
+        outputs = model(torch.from_numpy(x)[None].to(args.device))
     result = {}
-    for head, values in logits.items():
-        probs = torch.softmax(values[0].double(), dim=0)
+    for head, values in outputs.items():
+        # An ensemble returns mean probabilities already; a model, logits.
+        probs = values[0].double().cpu() if isinstance(model, phaselocknet.Ensemble) else torch.softmax(values[0].double().cpu(), dim=0)
         top = torch.topk(probs, min(args.top, probs.numel()))
         labels = model.labels(head)
         result[head] = [
@@ -50,7 +60,7 @@ def cmd_run(args) -> int:
             for p, k in zip(top.values, top.indices)
         ]
     if args.json:
-        print(json.dumps({"bundle": str(args.bundle), "sound": str(args.sound), "predictions": result}, indent=2))
+        print(json.dumps({"bundle": str(args.bundle), "members": getattr(model, "member_ids", None), "sound": str(args.sound), "predictions": result}, indent=2))
         return 0
     for head, rows in result.items():
         print(f"{head}:")
@@ -63,8 +73,11 @@ def cmd_info(args) -> int:
     import phaselocknet
     from ..bundle import read_metadata
 
-    metadata = read_metadata(args.bundle)
-    model = phaselocknet.load(args.bundle)
+    from ..store import resolve_bundle
+
+    path = resolve_bundle(args.bundle)
+    metadata = read_metadata(path)
+    model = phaselocknet.load(path)
     facts = {
         "model_id": model.model_id,
         "input_kind": model.input_kind,

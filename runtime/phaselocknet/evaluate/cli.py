@@ -38,7 +38,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("bundles", nargs="+", metavar="BUNDLE", help="model bundles (.safetensors); globs allowed")
+    parser.add_argument("bundles", nargs="+", metavar="MODEL",
+                        help="model bundles (.safetensors; globs allowed), or model ids, variant ids "
+                             "(task/variant: its architectures) and id patterns, looked up in the model store")
     parser.add_argument("--data", nargs="+", required=True, metavar="SOURCE",
                         help="HDF5 files (authors' layout), WAV/FLAC files, folders of them, lists (.txt) or globs")
     parser.add_argument("--out", type=Path, required=True, metavar="RESULTS.csv")
@@ -60,7 +62,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                         help="also save these layers' activations per example ('nerve' = CNN input)")
     parser.add_argument("--activations-format", choices=("h5", "npz"), default="h5")
     parser.add_argument("--ensemble", action="store_true", help="add the mean probability across models and its argmax")
-    parser.add_argument("--shard", default="0/1", metavar="I/N", help="evaluate shard I of N (contiguous blocks; I from 0)")
+    parser.add_argument("--shard", default=None, metavar="I/N|slurm",
+                        help="evaluate shard I of N (contiguous blocks; I from 0); 'slurm': this SLURM job-array "
+                             "task's shard (the default when SLURM_ARRAY_TASK_ID is set), else 0/1")
     parser.add_argument("--chunk-size", type=int, default=1000,
                         help="examples per committed chunk: the most a kill can lose (default 1000)")
     parser.add_argument("--overwrite", action="store_true", help="discard existing outputs and unfinished work for --out")
@@ -85,14 +89,16 @@ def add_merge_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_eval(args) -> int:
     from .plan import EvalOptions
-    from .runner import evaluate
     from .shards import parse_shard
+
+    args.shard = "{}/{}".format(*parse_shard(args.shard))  # recorded resolved, so the command reproduces
+    from .runner import evaluate
 
     options = EvalOptions(
         bundles=[str(b) for b in args.bundles], data=list(args.data), out=args.out,
         batch_size=args.batch_size, workers=args.workers, device=args.device, dbspl=args.dbspl,
         diotic=args.diotic, strict_length=args.strict_length, probs=args.probs, activations=args.activations,
-        activations_format=args.activations_format, ensemble=args.ensemble, shard=parse_shard(args.shard),
+        activations_format=args.activations_format, ensemble=args.ensemble, shard=args.shard,
         seed=args.seed, spikes=args.spikes, excerpt=args.excerpt, chunk_size=args.chunk_size,
         overwrite=args.overwrite, progress=not args.no_progress, command=eval_command(args),
     )

@@ -17,13 +17,18 @@ from pathlib import Path
 
 from ..bundle import file_sha256
 from .assemble import Part, assemble, read_sidecar, remove_outputs
+from .join import merge_model_sets, model_sets
 from .plan import OutputPaths, PlanError
 from .resume import fingerprint_differences
 from .writers import array_file_keys, array_shape_dtype
 
 
-def merge(inputs: list[str], out: Path, *, overwrite: bool = False, command: list[str] | None = None) -> tuple[int, int]:
-    """Merge shard outputs into ``out``; returns (examples, flagged examples)."""
+def merge(inputs: list[str], out: Path, *, overwrite: bool = False, command: list[str] | None = None,
+          quiet: bool = False) -> tuple[int, int]:
+    """Merge shard outputs into ``out``; returns (examples, flagged examples).
+
+    Outputs of different model sets over the same examples (the groups of a job plan)
+    are merged per set and joined column-wise (see ``join``)."""
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise PlanError(f"--out {out}: name the merged results file with a .csv suffix")
@@ -35,6 +40,9 @@ def merge(inputs: list[str], out: Path, *, overwrite: bool = False, command: lis
             raise PlanError(f"{path}: no readable sidecar {OutputPaths.of(path, None).sidecar.name} beside it; "
                             "merge takes the outputs of phaselocknet eval --shard I/N")
         shards.append((path, sidecar))
+    sets = model_sets(shards)
+    if len(sets) > 1:
+        return merge_model_sets(sets, out, overwrite=overwrite, command=command, merge_one=merge)
     first_path, first = shards[0]
     count = first["shard"]["count"]
     reference = {k: v for k, v in first["fingerprint"].items() if k != "shard"}
@@ -93,14 +101,19 @@ def merge(inputs: list[str], out: Path, *, overwrite: bool = False, command: lis
     flagged = f"; {errors} flagged (see the 'error' column)" if errors else ""
     if len(seeds) > 1:
         flagged += "; note: the shards drew different seeds (no --seed), so a rerun will not reproduce them"
-    print(f"phaselocknet merge: {count} shards, {total} examples{flagged}; wrote {out}", file=sys.stderr)
+    if not quiet:
+        print(f"phaselocknet merge: {count} shards, {total} examples{flagged}; wrote {out}", file=sys.stderr)
     return total, errors
 
 
 def _expand(inputs: list[str]) -> list[Path]:
     paths: list[Path] = []
     for argument in inputs:
-        if not os.path.exists(argument) and glob.has_magic(argument):
+        if os.path.isfile(os.path.join(argument, "plan.json")):  # a job plan folder: its tasks' outputs, in order
+            from .jobs import task_outputs
+
+            paths += task_outputs(argument)
+        elif not os.path.exists(argument) and glob.has_magic(argument):
             matches = sorted(glob.glob(argument))
             if not matches:
                 raise PlanError(f"{argument} matches no files")

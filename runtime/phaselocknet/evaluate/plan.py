@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from ..bundle import BundleError, file_sha256, read_metadata
+from ..sharing import share_key
+from ..store import expand_model_argument
 from .preprocess import InputSpec, Preprocessing
 from .shards import model_key, shard_range
 from .sources import AudioSource, Catalog, DataError, HDF5Source, discover
@@ -45,6 +47,10 @@ class EvalOptions:
     activations: list[str] = field(default_factory=list)
     activations_format: str = "h5"
     ensemble: bool = False
+    # column prefix of the ensemble's outputs (job plans name it after the model group)
+    ensemble_name: str = ENSEMBLE
+    # compute the nerve representation once for models that share it (same results; off: benchmarks)
+    share_front_end: bool = True
     shard: tuple[int, int] = (0, 1)
     seed: int | None = None
     spikes: str = "sample"
@@ -77,6 +83,8 @@ class ModelEntry:
     # head -> class labels as written to the CSV, or None when labels are just class numbers
     label_names: dict[str, list[str] | None]
     activation_shapes: dict[str, tuple] = field(default_factory=dict)
+    # models with the same key get one nerve representation per batch (None: computed alone)
+    share_key: str | None = None
 
 
 @dataclass
@@ -128,13 +136,11 @@ def resolve_device(name: str) -> torch.device:
 def expand_bundles(arguments: list[str]) -> list[str]:
     paths: list[str] = []
     for argument in arguments:
-        if not os.path.exists(argument) and glob.has_magic(argument):
-            matches = sorted(glob.glob(argument, recursive=True))
-            if not matches:
-                raise PlanError(f"bundle pattern {argument} matches no files")
-            paths += matches
-        else:
-            paths.append(argument)
+        matches = sorted(glob.glob(argument, recursive=True)) if glob.has_magic(argument) else []
+        if os.path.exists(argument) or matches:
+            paths += matches or [argument]
+        else:  # a model id, variant id or id pattern, looked up in the model store
+            paths += [str(p) for p in expand_model_argument(argument)]
     if not paths:
         raise PlanError("give at least one bundle")
     return paths
@@ -185,6 +191,8 @@ def load_models(options: EvalOptions, device: torch.device) -> list[ModelEntry]:
             key=model_key(metadata["content_sha256"]),
             spec=InputSpec.of(model),
             label_names=label_names,
+            # Each model draws from its own example seeds, so only deterministic front ends are shared.
+            share_key=share_key(model, same_seeds=False) if options.share_front_end else None,
         ))
     seen: dict[str, str] = {}
     for entry in entries:
@@ -271,7 +279,7 @@ RESERVED_COLUMNS = ("example", "source", "index", "error")
 
 
 def output_header(models: list[ModelEntry], metadata: list[str], heads: dict[str, int] | None,
-                  labels: dict[str, list[str] | None]) -> list[str]:
+                  labels: dict[str, list[str] | None], ensemble: str = ENSEMBLE) -> list[str]:
     # A stimulus file may well have a dataset called "index"; it keeps its values under "data/index".
     header = ["example", "source", "index", *(f"data/{m}" if m in RESERVED_COLUMNS else m for m in metadata)]
     for model in models:
@@ -280,10 +288,10 @@ def output_header(models: list[ModelEntry], metadata: list[str], heads: dict[str
             if model.label_names[head] is not None:
                 header.append(f"{model.name}/{head}.label")
     for head in heads or {}:
-        header += [f"{ENSEMBLE}/{head}.pred"]
+        header += [f"{ensemble}/{head}.pred"]
         if labels[head] is not None:
-            header.append(f"{ENSEMBLE}/{head}.label")
-        header.append(f"{ENSEMBLE}/{head}.prob")
+            header.append(f"{ensemble}/{head}.label")
+        header.append(f"{ensemble}/{head}.prob")
     header.append("error")
     clash = sorted({h for h in header if header.count(h) > 1})
     if clash:
@@ -309,9 +317,9 @@ def make_plan(options: EvalOptions) -> Plan:
         activation_shapes(models, options.activations)
     specs = list(dict.fromkeys(m.spec for m in models))
     heads, labels = ensemble_heads(models) if options.ensemble else ({}, {})
-    header = output_header(models, catalog.metadata_columns, heads, labels)
+    header = output_header(models, catalog.metadata_columns, heads, labels, options.ensemble_name)
     prob_keys = [(f"{m.name}/{head}", n) for m in models for head, n in m.model.heads.items()]
-    prob_keys += [(f"{ENSEMBLE}/{head}", n) for head, n in heads.items()]
+    prob_keys += [(f"{options.ensemble_name}/{head}", n) for head, n in heads.items()]
     activation_keys = [(f"{m.name}/{layer}", m.activation_shapes[layer]) for m in models for layer in options.activations]
     index, count = options.shard
     fingerprint = {

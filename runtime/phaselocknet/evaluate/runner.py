@@ -16,7 +16,7 @@ import torch
 from ..bundle import write_atomic
 from .assemble import Part, assemble, read_sidecar, remove_outputs
 from .loader import Batch, BatchDataset, make_loader
-from .plan import ENSEMBLE, EvalOptions, Plan, PlanError, make_plan
+from .plan import EvalOptions, Plan, PlanError, make_plan
 from .resume import ResumeError, WorkDir, fingerprint_differences
 from .shards import SEED_BITS, example_seed
 from .sources import Reader
@@ -139,9 +139,16 @@ def run_batch(plan: Plan, batch: Batch, seed: int) -> tuple[list[list[str]], dic
     layers = plan.options.activations
     for spec, (rows, x) in batch.inputs.items():
         x = x.to(plan.device, non_blocking=True)
+        shared: dict[str, torch.Tensor] = {}  # share_key -> nerve representation of this batch
         for entry in (m for m in plan.models if m.spec == spec):
             seeds = [example_seed(seed, batch.examples[r], entry.key) for r in rows]
-            logits, found = forward(entry, x, seeds, layers)
+            if entry.share_key is None:
+                nerve = front_end(entry, x, seeds)
+            elif entry.share_key in shared:
+                nerve = shared[entry.share_key]
+            else:
+                nerve = shared[entry.share_key] = front_end(entry, x, seeds)
+            logits, found = forward(entry, nerve, layers)
             for layer in layers:
                 acts[f"{entry.name}/{layer}"][rows] = found[layer].float().cpu().numpy()
             for head, values in logits.items():
@@ -150,14 +157,15 @@ def run_batch(plan: Plan, batch: Batch, seed: int) -> tuple[list[list[str]], dic
                 column = np.full(n, -1, dtype=np.int64)
                 column[rows] = values.argmax(dim=-1).cpu().numpy()
                 preds[f"{entry.name}/{head}"] = column
+    ensemble = plan.options.ensemble_name
     for head in plan.ensemble_heads:
         members = [probs[f"{m.name}/{head}"] for m in plan.models if head in m.model.heads]
         mean = np.mean(np.stack(members).astype(np.float64), axis=0)
-        probs[f"{ENSEMBLE}/{head}"] = mean.astype(np.float32)
+        probs[f"{ensemble}/{head}"] = mean.astype(np.float32)
         ok = ~np.isnan(mean).any(axis=1)
         column = np.full(n, -1, dtype=np.int64)
         column[ok] = mean[ok].argmax(axis=1)
-        preds[f"{ENSEMBLE}/{head}"] = column
+        preds[f"{ensemble}/{head}"] = column
     rows_out = []
     metadata_columns = plan.catalog.metadata_columns
     for i, example in enumerate(batch.examples):
@@ -167,9 +175,9 @@ def run_batch(plan: Plan, batch: Batch, seed: int) -> tuple[list[list[str]], dic
             for head in entry.model.heads:
                 row += _pred_cells(preds.get(f"{entry.name}/{head}"), i, entry.label_names[head])
         for head in plan.ensemble_heads:
-            pred = preds[f"{ENSEMBLE}/{head}"][i]
-            row += _pred_cells(preds[f"{ENSEMBLE}/{head}"], i, plan.ensemble_labels[head])
-            row.append(format_value(probs[f"{ENSEMBLE}/{head}"][i, pred]) if pred >= 0 else "")
+            pred = preds[f"{ensemble}/{head}"][i]
+            row += _pred_cells(preds[f"{ensemble}/{head}"], i, plan.ensemble_labels[head])
+            row.append(format_value(probs[f"{ensemble}/{head}"][i, pred]) if pred >= 0 else "")
         row.append(batch.errors[i] or "")
         rows_out.append(row)
     return rows_out, probs, acts
@@ -183,8 +191,8 @@ def _pred_cells(column: np.ndarray | None, i: int, labels: list[str] | None) -> 
     return cells
 
 
-def forward(entry, x: torch.Tensor, seeds: list[int], layers: list[str]):
-    """Logits and the named activations, in one pass.
+def front_end(entry, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """The nerve representation of a batch for one model (or for the models sharing its front end).
 
     Sampled spike counts are rounded, so a rounding-level difference in the rates can
     change a count and, through it, the logits far above rounding level. Batched float32
@@ -196,15 +204,18 @@ def forward(entry, x: torch.Tensor, seeds: list[int], layers: list[str]):
     """
     model = entry.model
     if entry.spec.kind == "waveform" and model.spikes == "sample" and len(x) > 1:
-        nerve = torch.cat([model.nerve_representation(x[i : i + 1], seeds[i : i + 1]) for i in range(len(x))])
-    else:
-        nerve = model.nerve_representation(x, seeds)
+        return torch.cat([model.nerve_representation(x[i : i + 1], seeds[i : i + 1]) for i in range(len(x))])
+    return model.nerve_representation(x, seeds)
+
+
+def forward(entry, nerve: torch.Tensor, layers: list[str]):
+    """Logits and the named activations of one model's CNN, in one pass."""
+    model = entry.model
     wanted = [name for name in layers if name != "nerve"]
     if not wanted:
-        logits, found = model.network(nerve), {}
+        logits, found = model.classify(nerve), {}
     else:
-        logits, found = model.network.forward_with_activations(nerve, wanted)
-        found = dict(found)
+        logits, found = model.classify_with_activations(nerve, wanted)
     if "nerve" in layers:
         found["nerve"] = nerve
     return logits, found
