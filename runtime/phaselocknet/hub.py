@@ -34,7 +34,12 @@ def load(
     model deterministic. ``backend``: "fast" (default) or "reference" (direct
     convolutions; the numerical reference). ``dtype``: the CNN's dtype (e.g.
     torch.bfloat16); the front end stays float32.
+
+    ``path``: a bundle file, or a model id such as
+    "sound_localization/simplified_IHC3000/arch01" looked up in the model store
+    (``phaselocknet.store``: ``$PHASELOCKNET_HOME/<task>/<variant>/<arch>.safetensors``).
     """
+    path = resolve_bundle(path)
     bundle = read_bundle(path)
     model = from_config(
         bundle.config, bundle.arch, spikes=spikes, excerpt=excerpt, seed=seed,
