@@ -91,6 +91,10 @@ def _join(merged: list[tuple[Path, dict]], paths: OutputPaths, command) -> tuple
     headers = [_header(p) for p, _ in merged]
     shared = len(os.path.commonprefix(headers))
     header = headers[0][:shared] + [c for h in headers for c in h[shared:-1]] + ["error"]
+    clash = sorted({c for c in header if header.count(c) > 1})
+    if clash:
+        raise PlanError(f"models of different groups write the same columns ({', '.join(clash[:4])}): their bundles "
+                        "carry the same model id; give each model its own id (phaselocknet.save(..., model_id=...))")
     staged: list[tuple[Path, Path]] = []
     try:
         tmp = temporary_path(paths.csv)
