@@ -10,6 +10,11 @@ configurations from ../shared, random weights), on CPU:
   batch to the last chunk written (``Summary.seconds``), plus end to end including
   loading the bundle and assembling the outputs.
 
+Shared front end (``--shared``, also run by default after the above): a variant's 10
+architectures over the same 32 sounds in one ``eval`` (spikes="mean", fixed excerpt, so
+their nerve representation is the same), with the front end computed once per batch
+against once per model; the ratio of the two times and whether the outputs are identical.
+
 Prints examples/s and the ratio to the plain loop, timed just before and after each
 eval run (shared machines drift). The unbatched runs use fewer
 examples (their rate per example is steady after one) to keep the whole benchmark to a
@@ -18,6 +23,7 @@ new batch size pays one-time costs (fresh buffers, new kernel shapes: ~4.5 s for
 localization model at batch 16) that a single-batch run would report as throughput. Usage:
 
     python benchmarks/bench_eval.py [--examples 48] [--unbatched-examples 4] [--workers 1] [--threads N]
+    python benchmarks/bench_eval.py --shared-only [--variant sound_localization/simplified_IHC3000] [--shared-examples 32]
 """
 
 from __future__ import annotations
@@ -106,6 +112,37 @@ def bench(model_dir: Path, folder: Path, n: int, n_unbatched: int, batch_sizes: 
     return [("plain loop, batch 1 (mean of runs)", float(np.mean(loops)), float(np.mean(loops)))] + results
 
 
+def bench_shared(variant: str, folder: Path, n: int, batch: int, workers: int) -> None:
+    """The variant's architectures in one eval, front end shared vs computed per model."""
+    bundles = []
+    for model_dir in sorted((SHARED / variant).glob("*/config.json")):
+        model_dir = model_dir.parent
+        config = json.loads((model_dir / "config.json").read_text())
+        arch = json.loads((model_dir / "arch.json").read_text())
+        model = phaselocknet.from_config(config, arch, model_id=f"{variant}/{model_dir.name}")
+        bundles.append(str(phaselocknet.save(model, folder / f"shared_{model_dir.name}.safetensors")))
+    data = folder / "shared.h5"
+    with h5py.File(data, "w") as handle:
+        handle["signal"] = stimuli(n, model.binaural, model.input_length / model.sample_rate, seed=1)
+        handle["sr"] = STORED_RATE
+    excerpt = 1000 if model.binaural else "random"
+    times, outputs = {}, {}
+    for share in (False, True):
+        out = folder / f"shared_{share}.csv"
+        summary = evaluate(EvalOptions(bundles=bundles, data=[str(data)], out=out, batch_size=batch, workers=workers,
+                                       device="cpu", seed=0, spikes="mean", excerpt=excerpt, probs=True,
+                                       progress=False, overwrite=True, share_front_end=share))
+        times[share] = summary.seconds
+        probs = np.load(out.with_suffix(".probs.npz"))
+        outputs[share] = (out.read_text(), {k: probs[k] for k in probs.files})
+    identical = outputs[True][0] == outputs[False][0] and all(
+        np.array_equal(outputs[True][1][k], outputs[False][1][k], equal_nan=True) for k in outputs[True][1])
+    print(f"\n{variant}: {len(bundles)} architectures x {n} sounds, spikes mean, batch {batch}")
+    print(f"  front end per model  {times[False]:8.1f} s   {n / times[False]:7.3f} examples/s")
+    print(f"  front end shared     {times[True]:8.1f} s   {n / times[True]:7.3f} examples/s   "
+          f"{times[False] / times[True]:5.2f}x faster; outputs identical: {'yes' if identical else 'NO'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=48, help="examples for the batched runs")
@@ -113,6 +150,10 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--shared-only", action="store_true", help="only the shared-front-end comparison")
+    parser.add_argument("--no-shared", action="store_true", help="skip the shared-front-end comparison")
+    parser.add_argument("--variant", default="sound_localization/simplified_IHC3000")
+    parser.add_argument("--shared-examples", type=int, default=32)
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: published configurations not found at {SHARED}", file=sys.stderr)
@@ -127,11 +168,13 @@ def main() -> int:
     if load > 0.5 * cores:
         print(f"note: the machine is busy (load {load:.1f} on {cores} cores); timings are noisy")
     with tempfile.TemporaryDirectory() as tmp:
-        for model_id in MODELS:
+        for model_id in () if args.shared_only else MODELS:
             rows = bench(SHARED / model_id, Path(tmp), args.examples, args.unbatched_examples, batch_sizes, args.workers)
             print(f"\n{model_id}")
             for label, rate, baseline in rows:
                 print(f"  {label:<38} {rate:8.3f} examples/s   {rate / baseline:5.2f}x plain loop")
+        if not args.no_shared:
+            bench_shared(args.variant, Path(tmp), args.shared_examples, 16, args.workers)
     return 0
 
 
