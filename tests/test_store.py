@@ -167,3 +167,10 @@ def test_the_manifest_ships_in_the_wheel(tmp_path):
     wheel = next(tmp_path.glob("phaselocknet-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("phaselocknet/weights_manifest.json") == MANIFEST.read_bytes()
+
+
+def test_verify_defaults_to_the_store(store, capsys):
+    install(store, MODEL_ID)
+    # No manifest.json in the store yet: verify says so, naming the store folder.
+    assert main(["verify"]) == 1
+    assert str(store) in capsys.readouterr().err

@@ -173,7 +173,9 @@ def format_report(report: VerifyReport) -> str:
 
 
 def handler(args) -> int:
-    report = verify_bundles(args.bundle_dir, args.manifest)
+    from .store import store_home
+
+    report = verify_bundles(args.bundle_dir or store_home(), args.manifest)
     if getattr(args, "json", False):
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -192,7 +194,8 @@ def add_parser(subparsers):
             "anything is wrong."
         ),
     )
-    parser.add_argument("bundle_dir", type=Path, metavar="BUNDLE_DIR")
+    parser.add_argument("bundle_dir", type=Path, metavar="BUNDLE_DIR", nargs="?", default=None,
+                        help="default: the model store ($PHASELOCKNET_HOME or the user cache folder)")
     parser.add_argument(
         "--manifest", type=Path, default=None,
         help=f"manifest to compare with (default: BUNDLE_DIR/{DEFAULT_MANIFEST_NAME}, written by phaselocknet-convert)",
