@@ -63,8 +63,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     groups = len({t["group"] for t in plan.tasks})
     print(f"phaselocknet plan: {len(plan.tasks)} tasks ({groups} model groups x {plan.tasks[0]['shard'][1]} shards) "
-          f"over {plan.document['examples']} examples; submit with: mkdir -p {args.out}/logs && "
-          f"sbatch {args.out / SCRIPT_FILE}", file=sys.stderr)
+          f"over {plan.document['examples']} examples; submit with: sbatch {args.out / SCRIPT_FILE}; then "
+          f"phaselocknet merge {args.out} --out RESULTS.csv", file=sys.stderr)
     return 0
 
 

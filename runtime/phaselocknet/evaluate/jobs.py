@@ -101,7 +101,7 @@ def write_job_plan(models: list[str], data: list[str], out: str | os.PathLike, *
         "bundles": {i: str(p) for i, p in paths_by_id.items()},
         "tasks": table,
     }
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "logs").mkdir(parents=True, exist_ok=True)  # sbatch --output needs it before the job starts
     write_atomic(folder / PLAN_FILE, (json.dumps(document, indent=1) + "\n").encode())
     plan = JobPlan(folder, document)
     write_atomic(folder / TABLE_FILE, task_table(plan).encode())
@@ -142,6 +142,7 @@ def sbatch_script(plan: JobPlan, paths_by_id: dict[str, Path], *, memory_gb: int
         largest = max(sum(paths_by_id[i].stat().st_size for i in t["models"]) for t in plan.tasks)
         memory_gb = 4 + math.ceil(2 * largest / 2**30)
     device = str(plan.document["eval"].get("device", "auto"))
+    folder = shlex.quote(str(plan.folder.absolute()))
     lines = ["#!/bin/bash", "#SBATCH --job-name=phaselocknet", f"#SBATCH --array=0-{len(plan.tasks) - 1}",
              f"#SBATCH --cpus-per-task={cpus}", f"#SBATCH --mem={memory_gb}G", f"#SBATCH --time={time}",
              f"#SBATCH --output={plan.folder.absolute()}/logs/%A_%a.log", "#SBATCH --requeue"]
@@ -152,11 +153,13 @@ def sbatch_script(plan: JobPlan, paths_by_id: dict[str, Path], *, memory_gb: int
     lines += [
         "# One task = one model group x one example shard (see tasks.tsv). A requeued or resubmitted",
         "# task resumes from its last committed chunk; a finished one does nothing.",
-        f"# Submit: mkdir -p {shlex.quote(str(plan.folder.absolute()))}/logs && sbatch {SCRIPT_FILE}",
-        f"# Afterwards: phaselocknet merge {shlex.quote(str(plan.folder.absolute()))}/results/*/*.csv --out RESULTS.csv",
+        f"# Submit: sbatch {shlex.quote(str(plan.folder.absolute() / SCRIPT_FILE))}",
+        f"# Afterwards: phaselocknet merge {folder} --out RESULTS.csv",
         "set -euo pipefail",
         f"export PHASELOCKNET_HOME={shlex.quote(plan.document['store'])}",
-        f"exec phaselocknet task {shlex.quote(str(plan.folder.absolute()))}",
+        "# torch's threads for the models; the loader workers use one thread each.",
+        "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
+        f"phaselocknet task {folder} || [ $? -eq 3 ]   # 3: finished, some examples flagged in the error column",
     ]
     return "\n".join(lines) + "\n"
 
