@@ -21,7 +21,9 @@ class Ensemble(nn.Module):
 
     The mean is taken over the probabilities (softmax of each member's logits), not the
     logits: the paper's convention for its ensembles. A head is averaged over the members
-    that have it. Members run one after another, so activation memory stays one model's.
+    that have it. Members run one after another, so activation memory stays one model's;
+    every member's weights stay loaded (a variant's 10 localization architectures hold
+    several GB; for more, evaluate groups in turn with ``phaselocknet plan``).
     Members with the same front end and the same random draws (``spikes="mean"`` with a
     fixed excerpt, or ``example_seeds`` given) share one nerve representation per call;
     the outputs are the same as running each member alone.
