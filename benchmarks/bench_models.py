@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 import phaselocknet
-from phaselocknet.network import fftconv
+from phaselocknet.fast import conv_fft as fftconv
+from phaselocknet.fast.conv import FastConv
 from phaselocknet.network.layers import Conv2d
 
 HERE = Path(__file__).resolve().parent
@@ -175,9 +176,9 @@ def time_layers(model, repeats: int, device: str) -> list[dict]:
         )
         row = {"layer": name, "kernel": list(layer.window_size), "in": layer.in_channels, "out": layer.out_channels,
                "input_shape": list(layer_input.shape[1:]), "predicted_fft_speedup": speedup, "fft_length": nb,
-               "chosen": "fft" if layer.fft_length(layer_input) else "direct"}
+               "chosen": "fft" if FastConv(layer).fft_length(layer_input) else "direct"}
         with torch.no_grad():
-            direct = [timed(lambda: layer._reference(layer_input), device)[1] for _ in range(repeats)]
+            direct = [timed(lambda: layer(layer_input), device)[1] for _ in range(repeats)]
             row["direct_s"] = min(direct)
             if nb and device == "cpu":
                 spectra = fftconv.weight_spectra(layer.weight, layer.groups, nb)

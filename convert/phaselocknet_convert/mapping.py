@@ -1,8 +1,7 @@
 """Checkpoint variables -> the runtime network's state_dict.
 
 What each arch.json layer owns, what its Keras variables are called and how their
-layouts change is the network's own table (``TF_PARAMS`` / ``tf_to_torch_param`` on
-each layer class of ``phaselocknet.network.layers``); this module only matches the
+layouts change is the table in ``keras_layout``; this module only matches the
 checkpoint against it and refuses anything that does not fit exactly.
 """
 
@@ -17,6 +16,7 @@ from phaselocknet.network import ClassificationHeads, Network
 
 from .checkpoint import Checkpoint, CheckpointVariable
 from .errors import ConversionError
+from .keras_layout import tf_dense_names, tf_params, tf_to_torch_param
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,14 @@ def keras_layers(network: Network) -> list[KerasLayer]:
         module = network.get_submodule(name)
         layer_type = network.layer_types[name]
         if isinstance(module, ClassificationHeads):
-            dense_names = module.tf_dense_names(name)
+            dense_names = tf_dense_names(module, name)
             for head in sorted(dense_names):
-                variables = _owned(module.TF_PARAMS, module[head].state_dict(), f"{name}.{head}")
+                variables = _owned(tf_params(module), module[head].state_dict(), f"{name}.{head}")
                 layers.append(KerasLayer(dense_names[head], name, layer_type, head, variables))
             continue
         params = module.state_dict()
         if params:
-            layers.append(KerasLayer(name, name, layer_type, None, _owned(getattr(module, "TF_PARAMS", {}), params, name)))
+            layers.append(KerasLayer(name, name, layer_type, None, _owned(tf_params(module), params, name)))
     return layers
 
 
@@ -121,7 +121,7 @@ def checkpoint_state_dict(network: Network, checkpoint: Checkpoint) -> dict[str,
                 )
             qualified = f"{layer.head}/{tf_name}" if layer.head else tf_name
             try:
-                relative, converted = module.tf_to_torch_param(qualified, array.astype(np.float32, copy=False))
+                relative, converted = tf_to_torch_param(module, qualified, array.astype(np.float32, copy=False))
             except ValueError as error:
                 raise ConversionError(
                     f"layer {layer.keras_name!r} ({layer.describe()}): {variable.describe()} of shape "

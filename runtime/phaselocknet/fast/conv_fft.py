@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..backend import good_fft_size
+from .fft import good_fft_size
 
 # Cost model, in units of one direct-convolution multiply-add (~65 GFLOP/s per core with
 # oneDNN). Fitted to conv_1 (1x64, 32->32: FFT 3.1x faster) and conv_5 (3x32, 128->128: 5x),
