@@ -11,6 +11,7 @@ REFERENCE_PRESSURE_PA = 20e-6
 CONFIG_NAME = "config.json"
 ARCH_NAME = "arch.json"
 BUNDLE_SUFFIX = ".safetensors"
-MANIFEST_NAME = "weights_manifest.json"
+MANIFEST_NAME = "weights_manifest.json"  # all published models (the repository's)
+CONVERTED_MANIFEST_NAME = "manifest.json"  # what phaselocknet-convert wrote into a bundle directory
 # Which implementation runs a model: the fast executor (default) or the reference modules.
 BACKENDS = ("fast", "reference")

@@ -24,8 +24,7 @@ from .bundle import BundleError, file_sha256, read_bundle
 
 MANIFEST_FORMAT = "phaselocknet-weights-manifest"
 MANIFEST_FORMAT_VERSION = 1
-DEFAULT_MANIFEST_NAME = "manifest.json"
-BUNDLE_SUFFIX = ".safetensors"
+from .constants import BUNDLE_SUFFIX, CONVERTED_MANIFEST_NAME as DEFAULT_MANIFEST_NAME  # noqa: E402
 
 
 class ManifestError(ValueError):
