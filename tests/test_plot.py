@@ -78,7 +78,9 @@ def test_nervegram_uses_the_front_end_of_the_task(tmp_path, capsys):
     assert main(["nervegram", str(wav), "--task", "speech", "--variant", "IHC1000", "--dbspl", "60", "-o", str(out)]) == 0
     rates = np.load(out)
     assert rates.shape == (3, 50, 2000)  # 0.2 s at 10 kHz
-    assert "spikes/s" in capsys.readouterr().out
+    assert "spikes/s" in capsys.readouterr().err  # the INFO message
+    assert main(["-q", "nervegram", str(wav), "--task", "speech", "--variant", "IHC1000", "--dbspl", "60", "-o", str(out)]) == 0
+    assert capsys.readouterr().err == ""  # -q: warnings and errors only
     model_dir = PUBLISHED / "word_recognition" / "simplified_IHC1000" / "arch0_0000"
     if not model_dir.is_dir():
         model_dir = next(PUBLISHED.glob("*word*/simplified_IHC1000/*"))

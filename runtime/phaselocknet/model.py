@@ -180,17 +180,27 @@ class PhaselocknetModel(nn.Module):
         _, found = self._run(x, layers, example_seeds)
         return {name: found[name] for name in layers}
 
+    def cnn(self, nerve: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per head (float32) of the CNN alone, for spike counts as returned by
+        `nerve_representation`; runs the same implementation as ``model(x)`` would."""
+        logits, _ = self._cnn(nerve, [], self._executor(nerve))
+        return logits
+
     def _run(self, x, layers: Sequence[str], example_seeds) -> tuple[dict, dict]:
         x = self.check_input(x)
         executor = self._executor(x)
         nerve = self._nerve(x, example_seeds, executor)
-        wanted = self.network._check_layer_names([name for name in layers if name != "nerve"])
+        logits, found = self._cnn(nerve, [name for name in layers if name != "nerve"], executor)
+        if "nerve" in layers:
+            found["nerve"] = nerve
+        return logits, found
+
+    def _cnn(self, nerve: torch.Tensor, layers: list[str], executor: FastExecutor | None) -> tuple[dict, dict]:
+        wanted = self.network._check_layer_names(layers)
         if executor is None:
             logits, found = self.network._run(nerve, wanted, stop_early=False)
         else:
             logits, found = executor.network.run(nerve, wanted)
-        if "nerve" in layers:
-            found["nerve"] = nerve
         return {head: value.float() for head, value in logits.items()}, found
 
     def nerve_representation(self, x, example_seeds: Sequence[int] | None = None) -> torch.Tensor:

@@ -7,11 +7,12 @@ arguments and a mono waveform with its rate and returns a `Nervegram`. Adding a 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+log = logging.getLogger(__name__)
 
 # The four phase-locking limits (inner-hair-cell lowpass cutoffs, Hz) compared in the paper.
 IHC_CUTOFFS_HZ = (50, 320, 1000, 3000)
@@ -21,8 +22,8 @@ TASK_FRONT_ENDS = {"localization": (50000.0, 16000.0), "speech": (20000.0, 8000.
 
 @dataclass
 class Nervegram:
-    rates: np.ndarray  # (spont-rate groups, CFs, time) firing rates in spikes/s
-    cfs: np.ndarray  # Hz
+    rates: "np.ndarray"  # (spont-rate groups, CFs, time) firing rates in spikes/s
+    cfs: "np.ndarray"  # Hz
     sample_rate: float  # Hz of the time axis
     label: str  # panel title / description
 
@@ -68,6 +69,8 @@ def add_parsers(sub) -> None:
 def nerve_rates(waveform: np.ndarray, cutoff_hz: float, task: str = "localization") -> tuple[np.ndarray, np.ndarray, float]:
     """(firing rates (3, 50, time) in spikes/s, CFs in Hz, output rate in Hz) of a mono waveform
     at the input rate of `task`'s front end."""
+    import numpy as np
+
     import torch
 
     from ..periphery import Cochlea
@@ -92,6 +95,8 @@ def mean_rate(rates: np.ndarray) -> np.ndarray:
 
 
 def cmd_nervegram(args) -> int:
+    import numpy as np
+
     from ..audio import read_audio
     from ..plot import plot_nervegrams
 
@@ -107,12 +112,14 @@ def cmd_nervegram(args) -> int:
         plot_nervegrams(args.output, [(gram.label, mean_rate(gram.rates))], gram.cfs, gram.sample_rate,
                         title=f"{args.sound.name}: mean of the spont-rate groups")
     shape = " x ".join(map(str, gram.rates.shape))
-    print(f"wrote {args.output} ({gram.label}: firing rates in spikes/s, {shape} = spont-rate groups x CFs x "
-          f"time at {gram.sample_rate:g} Hz)")
+    log.info("wrote %s (%s: firing rates in spikes/s, %s = spont-rate groups x CFs x time at %g Hz)",
+             args.output, gram.label, shape, gram.sample_rate)
     return 0
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    import numpy as np
+
     import io
 
     from ..atomic import write_atomic
@@ -128,6 +135,8 @@ def demo_sound(sample_rate: float = TASK_FRONT_ENDS["localization"][0]) -> np.nd
     Short on purpose: at 10 kHz output each nerve sample is 0.1 ms, and phase locking to
     the harmonics is only visible when a few hundred samples fill a panel.
     """
+    import numpy as np
+
     import scipy.signal
 
     from ..audio import set_dbspl
@@ -155,6 +164,6 @@ def cmd_demo(args) -> int:
         panels.append((f"IHC lowpass {cutoff} Hz", mean_rate(rates)))
     plot_nervegrams(args.output, panels, cfs, sr_out,
                     title="Auditory-nerve firing rates: harmonic tone (F0 200 Hz), then a chirp (65 dB SPL)")
-    print(f"wrote {args.output.resolve()}: auditory-nerve representations of a harmonic tone and a chirp "
-          f"at IHC cutoffs {', '.join(map(str, IHC_CUTOFFS_HZ))} Hz")
+    log.info("wrote %s: auditory-nerve representations of a harmonic tone and a chirp at IHC cutoffs %s Hz",
+             args.output.resolve(), ", ".join(map(str, IHC_CUTOFFS_HZ)))
     return 0
