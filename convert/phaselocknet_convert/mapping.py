@@ -111,26 +111,7 @@ def checkpoint_state_dict(network: Network, checkpoint: Checkpoint) -> dict[str,
                 f"give it only {list(layer.variables)}); is arch.json the one this checkpoint was trained with?"
             )
         _check_position(layer, index, variables)
-        module = network.get_submodule(layer.arch_name)
-        for tf_name in layer.variables:
-            variable = variables[tf_name]
-            array = checkpoint.arrays[variable.key]
-            if not np.issubdtype(array.dtype, np.floating):
-                raise ConversionError(
-                    f"layer {layer.keras_name!r}: {variable.describe()} has dtype {array.dtype}, expected float"
-                )
-            qualified = f"{layer.head}/{tf_name}" if layer.head else tf_name
-            try:
-                relative, converted = tf_to_torch_param(module, qualified, array.astype(np.float32, copy=False))
-            except ValueError as error:
-                raise ConversionError(
-                    f"layer {layer.keras_name!r} ({layer.describe()}): {variable.describe()} of shape "
-                    f"{list(array.shape)}: {error}; is this the checkpoint of another architecture?"
-                ) from error
-            torch_name = f"{layer.arch_name}.{relative}"
-            if torch_name in state:
-                raise ConversionError(f"layer {layer.keras_name!r}: two checkpoint variables map to {torch_name}")
-            state[torch_name] = torch.from_numpy(np.ascontiguousarray(converted, dtype=np.float32))
+        _convert_layer(network.get_submodule(layer.arch_name), layer, variables, checkpoint, state)
 
     wanted = set(network.state_dict())
     if set(state) != wanted:
@@ -139,6 +120,29 @@ def checkpoint_state_dict(network: Network, checkpoint: Checkpoint) -> dict[str,
             f"unexpected {sorted(set(state) - wanted)[:8]}"
         )
     return {name: state[name] for name in sorted(state)}
+
+
+def _convert_layer(module, layer: KerasLayer, variables: dict, checkpoint: Checkpoint, state: dict) -> None:
+    """Add the converted tensors of one Keras layer to `state`."""
+    for tf_name in layer.variables:
+        variable = variables[tf_name]
+        array = checkpoint.arrays[variable.key]
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ConversionError(
+                f"layer {layer.keras_name!r}: {variable.describe()} has dtype {array.dtype}, expected float"
+            )
+        qualified = f"{layer.head}/{tf_name}" if layer.head else tf_name
+        try:
+            relative, converted = tf_to_torch_param(module, qualified, array.astype(np.float32, copy=False))
+        except ValueError as error:
+            raise ConversionError(
+                f"layer {layer.keras_name!r} ({layer.describe()}): {variable.describe()} of shape "
+                f"{list(array.shape)}: {error}; is this the checkpoint of another architecture?"
+            ) from error
+        torch_name = f"{layer.arch_name}.{relative}"
+        if torch_name in state:
+            raise ConversionError(f"layer {layer.keras_name!r}: two checkpoint variables map to {torch_name}")
+        state[torch_name] = torch.from_numpy(np.ascontiguousarray(converted, dtype=np.float32))
 
 
 def _group_by_layer(
