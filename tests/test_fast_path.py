@@ -219,6 +219,12 @@ def test_executor_is_rebuilt_when_weights_device_or_dtype_change(tiny_word_nerve
     copied = copy.deepcopy(model)
     with torch.no_grad():
         assert set(copied(x)) == set(fast)
+        # The CNN alone (what `phaselocknet eval` calls) goes through the same choice.
+        copied._fast = None
+        cnn = copied.cnn(copied.nerve_representation(x))
+        assert copied._fast is not None
+    for head in fast:
+        assert_close(cnn[head], reference[head])
 
 
 # ------------------------------------------------------------------ whole models

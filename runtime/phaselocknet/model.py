@@ -186,6 +186,11 @@ class PhaselocknetModel(nn.Module):
         logits, _ = self._cnn(nerve, [], self._executor(nerve))
         return logits
 
+    def cnn_with_activations(self, nerve: torch.Tensor, layers: Sequence[str]) -> tuple[dict, dict]:
+        """(logits, {layer: activation}) of the CNN alone, from one pass (see `cnn`)."""
+        logits, found = self._cnn(nerve, list(layers), self._executor(nerve))
+        return logits, {name: found[name] for name in layers}
+
     def _run(self, x, layers: Sequence[str], example_seeds) -> tuple[dict, dict]:
         x = self.check_input(x)
         executor = self._executor(x)

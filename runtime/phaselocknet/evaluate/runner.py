@@ -201,10 +201,9 @@ def forward(entry, x: torch.Tensor, seeds: list[int], layers: list[str]):
         nerve = model.nerve_representation(x, seeds)
     wanted = [name for name in layers if name != "nerve"]
     if not wanted:
-        logits, found = model.network(nerve), {}
+        logits, found = model.cnn(nerve), {}
     else:
-        logits, found = model.network.forward_with_activations(nerve, wanted)
-        found = dict(found)
+        logits, found = model.cnn_with_activations(nerve, wanted)
     if "nerve" in layers:
         found["nerve"] = nerve
     return logits, found
