@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 import phaselocknet
-from phaselocknet.network import fftconv
+from phaselocknet.fast import conv_fft as fftconv
+from phaselocknet.fast.conv import FastConv
 from phaselocknet.network.layers import Conv2d
 
 HERE = Path(__file__).resolve().parent
@@ -93,12 +94,12 @@ def time_model(model, batch: int, repeats: int, device: str) -> dict:
     with torch.no_grad():
         for backend in BACKENDS:  # warm-up: plans, FFT spectra, allocator
             model.set_backend(backend)
-            model.network(model.nerve_representation(x))
+            model.cnn(model.nerve_representation(x))
         for _ in range(repeats):
             for backend in BACKENDS:
                 model.set_backend(backend)
                 nerve, front = timed(lambda: model.nerve_representation(x), device)
-                _, cnn = timed(lambda: model.network(nerve), device)
+                _, cnn = timed(lambda: model.cnn(nerve), device)
                 seconds[backend]["front_end"].append(front / batch)
                 seconds[backend]["cnn"].append(cnn / batch)
                 seconds[backend]["total"].append((front + cnn) / batch)
@@ -125,11 +126,11 @@ def reduced_precision(model, device: str, batch: int) -> dict:
     with torch.no_grad():
         model.set_backend("fast")
         nerve = model.nerve_representation(x)
-        reference = {h: v.float().softmax(-1) for h, v in model.network(nerve).items()}
+        reference = {h: v.float().softmax(-1) for h, v in model.cnn(nerve).items()}
         for name, dtype in (("bfloat16", torch.bfloat16), ("float16", torch.float16)):
             model.to_cnn_dtype(dtype)
             try:
-                logits, seconds = timed(lambda: model.network(nerve), device)
+                logits, seconds = timed(lambda: model.cnn(nerve), device)
                 probs = {h: v.float().softmax(-1) for h, v in logits.items()}
                 out[name] = {
                     "max_abs_softmax_difference": max(float((probs[h] - reference[h]).abs().max()) for h in probs),
@@ -175,9 +176,9 @@ def time_layers(model, repeats: int, device: str) -> list[dict]:
         )
         row = {"layer": name, "kernel": list(layer.window_size), "in": layer.in_channels, "out": layer.out_channels,
                "input_shape": list(layer_input.shape[1:]), "predicted_fft_speedup": speedup, "fft_length": nb,
-               "chosen": "fft" if layer.fft_length(layer_input) else "direct"}
+               "chosen": "fft" if FastConv(layer).fft_length(layer_input) else "direct"}
         with torch.no_grad():
-            direct = [timed(lambda: layer._reference(layer_input), device)[1] for _ in range(repeats)]
+            direct = [timed(lambda: layer(layer_input), device)[1] for _ in range(repeats)]
             row["direct_s"] = min(direct)
             if nb and device == "cpu":
                 spectra = fftconv.weight_spectra(layer.weight, layer.groups, nb)

@@ -26,11 +26,15 @@ import torch.nn.functional as F
 
 import phaselocknet
 from conftest import PUBLISHED, needs_shared, read_model_dir
-from phaselocknet.backend import DerivedCache, good_fft_size, set_backend
-from phaselocknet.network import plan as plan_module
-from phaselocknet.network.fftconv import fft_conv2d, weight_spectra
+from phaselocknet.fast import plan as plan_module
+from phaselocknet.fast.conv import FastConv
+from phaselocknet.fast.conv_fft import fft_conv2d, weight_spectra
+from phaselocknet.fast.fft import good_fft_size
+from phaselocknet.fast.front_end import FastFrontEnd, fold_spectrum
+from phaselocknet.fast.layers import FastHanningPool
+from phaselocknet.fast.network import FastNetwork
+from phaselocknet.fast.plan import layer_kernel
 from phaselocknet.network.layers import BatchNorm, Conv2d, HanningPool2d, LayerNorm
-from phaselocknet.periphery.hair_cell import fold_spectrum
 
 TOL = 1e-5
 RATE_TOL_F32 = 3e-5
@@ -140,9 +144,9 @@ def test_batch_norm_folds_exactly_into_next_conv(kernel, strides, padding, heigh
     with torch.no_grad():
         bn.bias.add_(3.0)  # a large shift makes any border error visible
         x = torch.randn(2, 6, height, 120)
-        expected = conv._reference(bn(x))
-        assert_close(conv.fast_forward(x, bn), expected)
-        assert_close(conv.fast_forward(x, bn, relu=True), expected.relu())
+        expected = conv(bn(x))
+        assert_close(FastConv(conv, bn)(x), expected)
+        assert_close(FastConv(conv, bn, relu=True)(x), expected.relu())
 
 
 @pytest.mark.parametrize("pool, strides, padding, sqrt, normalize", [
@@ -151,7 +155,7 @@ def test_batch_norm_folds_exactly_into_next_conv(kernel, strides, padding, heigh
 def test_separable_hanning_pool(pool, strides, padding, sqrt, normalize):
     layer = HanningPool2d(pool, strides, padding, sqrt, normalize)
     x = torch.rand(2, 5, 25, 301)
-    assert_close(layer._fast(x), layer._reference(x))  # measured <= 5e-7
+    assert_close(FastHanningPool(layer)(x), layer(x))  # measured <= 5e-7
 
 
 @pytest.mark.parametrize("by", ["rows", "time"])
@@ -165,30 +169,62 @@ def test_streamed_runs_equal_unstreamed(monkeypatch, localization_nervegram, by)
     randomize_norms(model)
     x = model.nerve_representation(nervegram(model))
     with torch.no_grad():
-        whole = model.network(x)
+        whole = FastNetwork(model.network)(x)
         monkeypatch.setattr(plan_module, "STREAM_MIN_BYTES", 1)
         monkeypatch.setattr(plan_module, "STREAM_CHUNK_BYTES", 2**16)
-        model.network._plans.clear()
-        streamed = model.network(x)
-        runs = [step for step in model.network._plans[(frozenset(), "cpu")] if isinstance(step, plan_module.StreamedRun)]
+        fast = FastNetwork(model.network)
+        streamed = fast(x)
+        runs = [step for step in fast._plans[(frozenset(), "cpu")] if isinstance(step, plan_module.StreamedRun)]
     assert runs and runs[0].rows == (by == "rows")
     for head in whole:
         assert_close(streamed[head], whole[head])
 
 
-def test_derived_cache_follows_parameter_changes():
-    conv = Conv2d(32, 32, (1, 64), padding="VALID_TIME").eval()
-    x = torch.randn(1, 32, 2, 2000)
-    assert conv.fft_length(x)  # the FFT path, with cached spectra
+def test_executor_is_rebuilt_when_weights_device_or_dtype_change(tiny_word_nervegram):
+    # The executor holds derived tensors (folded weights, spectra): after an in-place change,
+    # a replaced tensor or a cast, the model must give the reference answer again.
+    config, arch = tiny_word_nervegram
+    model = phaselocknet.from_config(config, arch, spikes="mean")
+    randomize_norms(model)
+    x = nervegram(model, batch=2)
+
+    def fast_and_reference():
+        with torch.no_grad():
+            fast = model(x)
+            model.set_backend("reference")
+            reference = model(x)
+            model.set_backend("fast")
+        return fast, reference
+
     with torch.no_grad():
-        first = conv(x)
-        conv.weight.mul_(2)  # in place
-        assert_close(conv(x), conv._reference(x))
-        conv.load_state_dict({"weight": torch.randn(32, 32, 1, 64), "bias": torch.zeros(32)}, assign=True)
-        assert_close(conv(x), conv._reference(x))
-        assert not torch.allclose(conv(x), first)
-    copy.deepcopy(conv)(x)
-    assert isinstance(copy.deepcopy(DerivedCache()), DerivedCache)
+        first = model(x)
+        executor = model._fast
+        assert model(x) is not None and model._fast is executor  # unchanged weights: kept
+        model.network.get_submodule("block0_conv").weight.mul_(2)  # in place
+    fast, reference = fast_and_reference()
+    assert model._fast is not executor
+    for head in fast:
+        assert_close(fast[head], reference[head])
+        assert not torch.allclose(fast[head], first[head])
+    conv = model.network.get_submodule("block0_conv")
+    conv.load_state_dict({"weight": torch.randn_like(conv.weight), "bias": torch.zeros_like(conv.bias)}, assign=True)
+    fast, reference = fast_and_reference()
+    for head in fast:
+        assert_close(fast[head], reference[head])
+    model.double()
+    fast, reference = fast_and_reference()
+    assert model.cnn_dtype == torch.float64
+    for head in fast:
+        assert_close(fast[head], reference[head])
+    copied = copy.deepcopy(model)
+    with torch.no_grad():
+        assert set(copied(x)) == set(fast)
+        # The CNN alone (what `phaselocknet eval` calls) goes through the same choice.
+        copied._fast = None
+        cnn = copied.cnn(copied.nerve_representation(x))
+        assert copied._fast is not None
+    for head in fast:
+        assert_close(cnn[head], reference[head])
 
 
 # ------------------------------------------------------------------ whole models
@@ -209,26 +245,29 @@ def _compare_model(model, x):
     compared end to end (logits) and, for requested activations, with the unfused fast layers.
     """
     network = model.network
+    fast_network = FastNetwork(network)
     with torch.no_grad():
-        set_backend(model, "reference")
+        model.set_backend("reference")
         nerve_ref = model.nerve_representation(x)
         acts_ref = network.forward_with_activations(nerve_ref, network.layer_names)[1]
         logits_ref = model(x)
-        set_backend(model, "fast")
+        model.set_backend("fast")
         nerve_fast = model.nerve_representation(x)
         for name, layer_input in _layer_inputs(network, nerve_ref, acts_ref):
-            got, expected = network.get_submodule(name)(layer_input), acts_ref[name]
+            got, expected = layer_kernel(network.get_submodule(name))(layer_input), acts_ref[name]
             for head in expected if isinstance(expected, dict) else [None]:
                 assert_close(got[head] if head else got, expected[head] if head else expected, what=f"layer {name}")
-        cnn_fast = network(nerve_ref)
+        cnn_fast = fast_network(nerve_ref)
         cnn_ref = acts_ref[network.layer_names[-1]]
         # Requested activations: every layer (nothing fused) vs a few (fused, streamed plan).
-        unfused = network.forward_with_activations(nerve_ref, network.layer_names)[1]
+        unfused = fast_network.run(nerve_ref, network.layer_names)[1]
         some = [name for name in network.layer_names[2::7] if not isinstance(acts_ref[name], dict)]
-        fused = network.forward_with_activations(nerve_ref, some)[1]
+        fused = fast_network.run(nerve_ref, some)[1]
+        fused_model = model.activations(x, ["nerve", *some])
         logits_fast = model(x)
     for name in some:
         assert_close(fused[name], unfused[name], what=f"{name} requested from the fused plan")
+        assert_close(fused_model[name], acts_ref[name], what=f"{name} from model.activations (fast)")
     for head in logits_ref:
         assert_close(cnn_fast[head], cnn_ref[head], what=f"CNN logits {head}")
         assert_close(logits_fast[head], logits_ref[head], what=f"model logits {head}")
@@ -264,27 +303,23 @@ def test_published_front_end_stages(published_model):
     name, model = published_model
     cochlea = model.front_end
     x = waveform(model).reshape(-1, model.input_length)[:1]  # one ear: ears are independent cochleae
+    fast = FastFrontEnd(cochlea)
     with torch.no_grad():
-        set_backend(model, "reference")
         subbands = cochlea.filterbank(x)
         lowpassed = cochlea.hair_cell(subbands.relu())
         rates = cochlea.rate_level(lowpassed.relu())
-        set_backend(model, "fast")
-        assert_close(cochlea.filterbank(x), subbands, what="filterbank")  # measured 5e-7
-        assert_close(cochlea.hair_cell(subbands.relu()), lowpassed, what="IHC lowpass")  # 3e-7
-        fast_rates = cochlea.rate_level(lowpassed.relu())
+        assert_close(fast.filterbank(x), subbands, what="filterbank")  # measured 5e-7
+        assert_close(fast.hair_cell(subbands.relu()), lowpassed, what="IHC lowpass")  # 3e-7
+        fast_rates = fast.rate_level(lowpassed.relu())
         assert_close(fast_rates, rates, RATE_TOL_F32, "rate level vs float32 reference")
         reference64 = copy.deepcopy(cochlea).double()
-        set_backend(reference64, "reference")
         rates64 = reference64.rate_level(lowpassed.double().relu())
         assert_close(fast_rates, rates64, what="rate level vs float64 reference")
         # The whole front end, fused (one buffer per chunk of channels).
-        fast_all = cochlea(x)
+        fast_all = fast(x)
         reference_all = reference64(x.double())
         assert_close(fast_all, reference_all, what="front end vs float64 reference")
-        set_backend(model, "reference")
         assert_close(fast_all, cochlea(x), RATE_TOL_F32, "front end vs float32 reference")
-        set_backend(model, "fast")
 
 
 @needs_shared
@@ -303,11 +338,13 @@ def test_backend_and_dtype_options(tiny_word_nervegram):
         phaselocknet.from_config(config, arch, backend="turbo")
     model = phaselocknet.from_config(config, arch, spikes="mean", backend="reference")
     assert model.backend == "reference"
-    assert {m.backend for m in model.modules() if hasattr(m, "_fast")} == {"reference"}
-    assert model.set_backend("fast").backend == "fast"
     x = nervegram(model, batch=2)
     with torch.no_grad():
+        model(x)
+        assert model._fast is None  # the reference backend never builds the executor
+        assert model.set_backend("fast").backend == "fast"
         full = {h: v.softmax(-1) for h, v in model(x).items()}
+        assert model._fast is not None
         model.to_cnn_dtype(torch.bfloat16)
         assert model.cnn_dtype == torch.bfloat16 and model.front_end.rate_level is None
         half = model(x)
@@ -328,21 +365,21 @@ def test_hooks_see_every_layer(localization_nervegram):
     assert seen == model.network.layer_names
 
 
-def test_fast_path_gradients(tiny_word_waveform):
+def test_gradients_run_the_reference_modules(tiny_word_waveform):
     config, arch = tiny_word_waveform
     model = phaselocknet.from_config(config, arch, spikes="mean")
     # Digital silence: every stage gives exact zeros, the guards give zero gradients.
     x = torch.zeros(1, model.input_length, requires_grad=True)
     sum(v.sum() for v in model(x).values()).backward()
     assert torch.isfinite(x.grad).all()
-    # Sound throughout: the same gradient as the reference path, to float32 rounding. (Next
-    # to silence both paths' gradients are dominated by their FFT rounding noise: the rate of
-    # the 80-dB-range channel grows like envelope^0.8, so its slope is unbounded at 0.)
+    assert model._fast is None  # a graph was needed: the executor was not used
     x = waveform(model).requires_grad_(True)
-    sum(v.sum() for v in model(x).values()).backward()
-    fast_grad = x.grad.clone()
-    x.grad = None
-    model.set_backend("reference")
-    sum(v.sum() for v in model(x).values()).backward()
-    assert torch.isfinite(fast_grad).all()
-    assert_close(fast_grad, x.grad, 1e-4, "input gradient")
+    logits = model(x)
+    sum(v.sum() for v in logits.values()).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
+    # The weights get gradients too (the executor's derived tensors would hide them).
+    assert all(p.grad is not None for p in model.network.parameters())
+    with torch.no_grad():
+        fast = model(x.detach())
+    for head in fast:  # the graph-recording call gave the fast executor's answer
+        assert_close(fast[head], logits[head].detach())

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import needs_shared, published_model_dirs, read_model_dir, tiny_localization_arch, tiny_word_arch
-from phaselocknet.network import Network, build_network, tf_to_torch_param
+from phaselocknet.network import Network, build_network
+from phaselocknet_convert.keras_layout import tf_dense_names, tf_to_torch_param
 
 LOCALIZATION_INPUT = (6, 50, 10000)
 RECOGNITION_INPUT = (3, 50, 20000)
@@ -386,7 +387,7 @@ def keras_model(tf, arch, input_shape_nhwc, n_classes_dict):
 def transfer_keras_weights(model, net: Network) -> int:
     """Copy every Keras variable into the network through tf_to_torch_param; returns the count."""
     head_layer = net.layer_names[-1]
-    dense_to_head = {v: k for k, v in getattr(net, head_layer).tf_dense_names(head_layer).items()}
+    dense_to_head = {v: k for k, v in tf_dense_names(getattr(net, head_layer), head_layer).items()}
     state = {}
     for var in model.weights:
         layer_name, short = var.name.split(":")[0].split("/")[-2:]

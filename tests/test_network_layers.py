@@ -35,8 +35,8 @@ from phaselocknet.network import (
     Reshape,
     hanning_window,
     tf_same_padding,
-    tf_to_torch_param,
 )
+from phaselocknet_convert.keras_layout import tf_dense_names, tf_to_torch_param
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -459,7 +459,7 @@ def test_heads_sorted_dict_and_values():
     n_classes = {"label_word_int": 5, "label_speaker_int": 3}
     layer = ClassificationHeads(8, n_classes)
     assert list(layer.keys()) == ["label_speaker_int", "label_word_int"]
-    assert layer.tf_dense_names("fc_top") == {
+    assert tf_dense_names(layer, "fc_top") == {
         "label_speaker_int": "fc_top_label_speaker_int", "label_word_int": "fc_top_label_word_int",
     }
     tf_weights = {}
@@ -479,7 +479,7 @@ def test_heads_sorted_dict_and_values():
 
 
 def test_single_head_keras_name_is_the_layer_name():
-    assert ClassificationHeads(4, {"label_loc_int": 504}).tf_dense_names("fc_top") == {"label_loc_int": "fc_top"}
+    assert tf_dense_names(ClassificationHeads(4, {"label_loc_int": 504}), "fc_top") == {"label_loc_int": "fc_top"}
 
 
 def test_relu_and_dropout():

@@ -14,9 +14,13 @@ def _readme_command(marker: str) -> str:
     return next(line for line in lines if line.startswith("python3 -m venv") and marker in line)
 
 
-def test_ci_runs_the_readme_test_command():
-    command = _readme_command("pytest")
-    assert command in (REPO / ".ci" / "run").read_text().splitlines()
+def test_ci_runs_the_readme_test_commands():
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    lines = (REPO / "README.md").read_text().splitlines()
+    commands = [line for line in lines if line.startswith("python3 -m venv") and "pytest" in line]
+    assert len(commands) == 2 and all(command in ci for command in commands)
+    # The second environment: the runtime without the convert extra, on NumPy 2.
+    assert '".[test]" "numpy>=2"' in commands[1] and "convert" not in commands[1]
 
 
 def test_readme_demo_command_installs_cpu_torch_first():

@@ -27,8 +27,7 @@ from .manifest import (
     write_manifest,
 )
 
-MANIFEST_NAME = "weights_manifest.json"
-OUT_MANIFEST_NAME = "manifest.json"
+from phaselocknet.constants import CONVERTED_MANIFEST_NAME as OUT_MANIFEST_NAME, MANIFEST_NAME  # noqa: E402
 _GLOB_CHARS = set("*?[")
 
 

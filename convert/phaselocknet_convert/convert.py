@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +12,9 @@ from pathlib import Path
 import torch
 
 import phaselocknet
+from phaselocknet.atomic import atomic_path
 from phaselocknet.bundle import BundleError, file_sha256, read_metadata
+from phaselocknet.constants import ARCH_NAME, BUNDLE_SUFFIX, CONFIG_NAME
 from phaselocknet.labels import WORD_HEAD, read_word_labels
 
 from . import CONVERTER_VERSION
@@ -22,8 +23,6 @@ from .errors import ConversionError
 from .mapping import checkpoint_state_dict
 
 CHECKPOINT_NAME = "ckpt_BEST"
-CONFIG_NAME = "config.json"
-ARCH_NAME = "arch.json"
 SOURCE_FILES = (CONFIG_NAME, ARCH_NAME, CHECKPOINT_NAME + ".index", CHECKPOINT_NAME + ".data-00000-of-00001")
 
 CONVERTED = "converted"
@@ -48,7 +47,7 @@ class ConversionResult:
 
 
 def bundle_path(out_dir: str | os.PathLike, model_id: str) -> Path:
-    return Path(out_dir) / f"{model_id}.safetensors"
+    return Path(out_dir) / f"{model_id}{BUNDLE_SUFFIX}"
 
 
 def source_checksums(model_dir: Path) -> dict[str, str]:
@@ -196,11 +195,7 @@ def _write_checked(model, target: Path, model_id: str, sources: dict[str, str], 
     A bundle that does not load, or whose tensors are not bit-identical to the
     converted ones, never reaches ``target``.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target) as tmp:
         phaselocknet.save(
             model, tmp, model_id=model_id, source_sha256=sources, converter_version=CONVERTER_VERSION
         )
@@ -212,10 +207,6 @@ def _write_checked(model, target: Path, model_id: str, sources: dict[str, str], 
         different = [name for name, tensor in state.items() if not torch.equal(written[name], tensor)]
         if different:
             raise ConversionError(f"{model_id}: the written bundle loads back with different tensors {different[:5]}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 __all__ = [
     "CONVERTED",

@@ -18,12 +18,11 @@ import torch
 
 import phaselocknet
 from phaselocknet.bundle import file_sha256, write_atomic
+from phaselocknet.constants import ARCH_NAME, CONFIG_NAME
 from phaselocknet.verify import MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, ManifestError, read_manifest
 
 from .errors import ConversionError
 
-CONFIG_NAME = "config.json"
-ARCH_NAME = "arch.json"
 CHECKPOINT_INDEX = "ckpt_BEST.index"
 
 __all__ = [

@@ -1,8 +1,7 @@
 """Checkpoint variables -> the runtime network's state_dict.
 
 What each arch.json layer owns, what its Keras variables are called and how their
-layouts change is the network's own table (``TF_PARAMS`` / ``tf_to_torch_param`` on
-each layer class of ``phaselocknet.network.layers``); this module only matches the
+layouts change is the table in ``keras_layout``; this module only matches the
 checkpoint against it and refuses anything that does not fit exactly.
 """
 
@@ -17,6 +16,7 @@ from phaselocknet.network import ClassificationHeads, Network
 
 from .checkpoint import Checkpoint, CheckpointVariable
 from .errors import ConversionError
+from .keras_layout import tf_dense_names, tf_params, tf_to_torch_param
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,14 @@ def keras_layers(network: Network) -> list[KerasLayer]:
         module = network.get_submodule(name)
         layer_type = network.layer_types[name]
         if isinstance(module, ClassificationHeads):
-            dense_names = module.tf_dense_names(name)
+            dense_names = tf_dense_names(module, name)
             for head in sorted(dense_names):
-                variables = _owned(module.TF_PARAMS, module[head].state_dict(), f"{name}.{head}")
+                variables = _owned(tf_params(module), module[head].state_dict(), f"{name}.{head}")
                 layers.append(KerasLayer(dense_names[head], name, layer_type, head, variables))
             continue
         params = module.state_dict()
         if params:
-            layers.append(KerasLayer(name, name, layer_type, None, _owned(getattr(module, "TF_PARAMS", {}), params, name)))
+            layers.append(KerasLayer(name, name, layer_type, None, _owned(tf_params(module), params, name)))
     return layers
 
 
@@ -111,26 +111,7 @@ def checkpoint_state_dict(network: Network, checkpoint: Checkpoint) -> dict[str,
                 f"give it only {list(layer.variables)}); is arch.json the one this checkpoint was trained with?"
             )
         _check_position(layer, index, variables)
-        module = network.get_submodule(layer.arch_name)
-        for tf_name in layer.variables:
-            variable = variables[tf_name]
-            array = checkpoint.arrays[variable.key]
-            if not np.issubdtype(array.dtype, np.floating):
-                raise ConversionError(
-                    f"layer {layer.keras_name!r}: {variable.describe()} has dtype {array.dtype}, expected float"
-                )
-            qualified = f"{layer.head}/{tf_name}" if layer.head else tf_name
-            try:
-                relative, converted = module.tf_to_torch_param(qualified, array.astype(np.float32, copy=False))
-            except ValueError as error:
-                raise ConversionError(
-                    f"layer {layer.keras_name!r} ({layer.describe()}): {variable.describe()} of shape "
-                    f"{list(array.shape)}: {error}; is this the checkpoint of another architecture?"
-                ) from error
-            torch_name = f"{layer.arch_name}.{relative}"
-            if torch_name in state:
-                raise ConversionError(f"layer {layer.keras_name!r}: two checkpoint variables map to {torch_name}")
-            state[torch_name] = torch.from_numpy(np.ascontiguousarray(converted, dtype=np.float32))
+        _convert_layer(network.get_submodule(layer.arch_name), layer, variables, checkpoint, state)
 
     wanted = set(network.state_dict())
     if set(state) != wanted:
@@ -139,6 +120,29 @@ def checkpoint_state_dict(network: Network, checkpoint: Checkpoint) -> dict[str,
             f"unexpected {sorted(set(state) - wanted)[:8]}"
         )
     return {name: state[name] for name in sorted(state)}
+
+
+def _convert_layer(module, layer: KerasLayer, variables: dict, checkpoint: Checkpoint, state: dict) -> None:
+    """Add the converted tensors of one Keras layer to `state`."""
+    for tf_name in layer.variables:
+        variable = variables[tf_name]
+        array = checkpoint.arrays[variable.key]
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ConversionError(
+                f"layer {layer.keras_name!r}: {variable.describe()} has dtype {array.dtype}, expected float"
+            )
+        qualified = f"{layer.head}/{tf_name}" if layer.head else tf_name
+        try:
+            relative, converted = tf_to_torch_param(module, qualified, array.astype(np.float32, copy=False))
+        except ValueError as error:
+            raise ConversionError(
+                f"layer {layer.keras_name!r} ({layer.describe()}): {variable.describe()} of shape "
+                f"{list(array.shape)}: {error}; is this the checkpoint of another architecture?"
+            ) from error
+        torch_name = f"{layer.arch_name}.{relative}"
+        if torch_name in state:
+            raise ConversionError(f"layer {layer.keras_name!r}: two checkpoint variables map to {torch_name}")
+        state[torch_name] = torch.from_numpy(np.ascontiguousarray(converted, dtype=np.float32))
 
 
 def _group_by_layer(

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.io.wavfile
 import scipy.signal
 
-REFERENCE_PRESSURE_PA = 20e-6
+from .constants import REFERENCE_PRESSURE_PA  # dB SPL re 20 uPa
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, float]:

@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+
+from .atomic import write_atomic  # noqa: F401  (also the public name phaselocknet.bundle.write_atomic)
 
 FORMAT_NAME = "phaselocknet-bundle"
 FORMAT_VERSION = "1"
@@ -104,26 +105,6 @@ def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> by
     # safetensors readers expect the data section to start 8-byte aligned.
     header_bytes += b" " * (-len(header_bytes) % 8)
     return struct.pack("<Q", len(header_bytes)) + header_bytes + b"".join(chunks)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_bundle(

@@ -71,7 +71,7 @@ class Ensemble(nn.Module):
         for group in front_end_groups(list(self.members), same_seeds=example_seeds is not None):
             nerve = self.members[group[0]].nerve_representation(x, example_seeds)
             for index in group:
-                outputs[index] = self.members[index].classify(nerve)
+                outputs[index] = self.members[index].cnn(nerve)
             del nerve
         return outputs
 

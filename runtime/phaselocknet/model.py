@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backend import DEFAULT_BACKEND, check_backend, set_backend
+from .constants import BACKENDS, NERVEGRAM_N_FREQ, SPIKE_MODES
+from .fast import FastExecutor, stamps_equal, weights_stamp
 from .labels import LOCALIZATION_HEAD, head_labels
 from .network import build_network
 from .periphery import Cochlea
 
-SPIKE_MODES = ("sample", "mean")
+DEFAULT_BACKEND = "fast"
 
 # Localization models were trained on 1.2 s binaural excerpts whose nerve output
 # (12000 samples at 10 kHz) was cut to a 10000-sample excerpt starting uniformly in
@@ -24,9 +25,12 @@ SPIKE_MODES = ("sample", "mean")
 LOCALIZATION_SIGNAL_SECONDS = 1.2
 EXCERPT_LENGTH = 10000
 EXCERPT_MARGIN = 500
-# The authors' nervegrams have 50 characteristic frequencies; configs of
-# nervegram-input localization models do not restate it.
-NERVEGRAM_N_FREQ = 50
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: use 'fast' (default) or 'reference' (direct convolutions)")
+    return backend
 
 
 class PhaselocknetModel(nn.Module):
@@ -87,19 +91,23 @@ class PhaselocknetModel(nn.Module):
         channels = self.front_end.n_channels * (2 if self.binaural else 1)
         time = self.excerpt_length or self.nerve_length
         self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads)
-        self.cnn_dtype = torch.float32
-        self.set_backend(backend)
+        self.backend = backend
+        self._fast: FastExecutor | None = None  # see _executor
         if dtype is not None:
             self.to_cnn_dtype(dtype)
         self.eval()
 
     def set_backend(self, backend: str) -> "PhaselocknetModel":
-        """"fast" (default: FFT filtering, folded batch norms, streamed layers) or "reference"
-        (direct convolutions, layer by layer; the numerical reference). Same answers within
-        float32 rounding (tests/test_fast_path.py)."""
-        set_backend(self, backend)
-        self.backend = backend
+        """"fast" (default: FFT filtering, folded batch norms, streamed layers; `phaselocknet.fast`)
+        or "reference" (the modules themselves: direct convolutions, layer by layer; the
+        numerical reference). Same answers within float32 rounding (tests/test_fast_path.py)."""
+        self.backend = check_backend(backend)
         return self
+
+    @property
+    def cnn_dtype(self) -> torch.dtype:
+        """The CNN's dtype, read from its weights (so it follows `.to(dtype)` too)."""
+        return self.network.parameter_dtype()
 
     def to_cnn_dtype(self, dtype: torch.dtype) -> "PhaselocknetModel":
         """Run the CNN in `dtype` (e.g. torch.bfloat16, torch.float16); the front end stays
@@ -107,8 +115,27 @@ class PhaselocknetModel(nn.Module):
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype={dtype!r}: use a floating-point torch.dtype such as torch.bfloat16")
         self.network.to(dtype)
-        self.cnn_dtype = dtype
         return self
+
+    def _executor(self, x: torch.Tensor) -> FastExecutor | None:
+        """The one place that chooses what runs: None for the reference modules, else the fast
+        executor, rebuilt here whenever the weights, device or dtype have changed.
+
+        The reference modules run for backend="reference", in training mode, when a module has
+        hooks (they must see their layer run) and when autograd must record a graph (the input
+        or any weight requires grad with grad mode on): the executor's derived tensors are
+        constants, and gradients come from the plain modules."""
+        if self.backend != "fast" or self.training or self._has_hooks():
+            return None
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return None
+        stamp = weights_stamp(self)
+        if self._fast is None or not stamps_equal(self._fast.stamp, stamp):
+            self._fast = FastExecutor(self.front_end, self.network, stamp)
+        return self._fast
+
+    def _has_hooks(self) -> bool:
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
 
     # ------------------------------------------------------------------ facts
     def _lengths(self) -> tuple[int, int]:
@@ -143,20 +170,8 @@ class PhaselocknetModel(nn.Module):
     # ---------------------------------------------------------------- forward
     def forward(self, x, example_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """Logits per head for a batch of inputs (see ``expected_input_shape``), float32."""
-        return self.classify(self.nerve_representation(x, example_seeds))
-
-    def classify(self, nerve: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The CNN half: logits per head (float32) for a ``nerve_representation``.
-
-        ``model(x, seeds)`` is ``model.classify(model.nerve_representation(x, seeds))``, so
-        models with the same ``front_end_key`` can share one nerve representation.
-        """
-        return {head: value.float() for head, value in self.network(nerve).items()}
-
-    def classify_with_activations(self, nerve: torch.Tensor, layers: Sequence[str]):
-        """(logits per head, float32; {layer: activation}) for a nerve representation, in one pass."""
-        logits, found = self.network.forward_with_activations(nerve, list(layers))
-        return {head: value.float() for head, value in logits.items()}, dict(found)
+        logits, _ = self._run(x, (), example_seeds)
+        return logits
 
     @property
     def deterministic(self) -> bool:
@@ -178,18 +193,46 @@ class PhaselocknetModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Named activations; ``"nerve"`` is the spike-count input of the CNN."""
         layers = list(layers)
-        nerve = self.nerve_representation(x, example_seeds)
-        _, found = self.classify_with_activations(nerve, [name for name in layers if name != "nerve"])
+        _, found = self._run(x, layers, example_seeds)
+        return {name: found[name] for name in layers}
+
+    def cnn(self, nerve: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per head (float32) of the CNN alone, for spike counts as returned by
+        `nerve_representation`; runs the same implementation as ``model(x)`` would."""
+        logits, _ = self._cnn(nerve, [], self._executor(nerve))
+        return logits
+
+    def cnn_with_activations(self, nerve: torch.Tensor, layers: Sequence[str]) -> tuple[dict, dict]:
+        """(logits, {layer: activation}) of the CNN alone, from one pass (see `cnn`)."""
+        logits, found = self._cnn(nerve, list(layers), self._executor(nerve))
+        return logits, {name: found[name] for name in layers}
+
+    def _run(self, x, layers: Sequence[str], example_seeds) -> tuple[dict, dict]:
+        x = self.check_input(x)
+        executor = self._executor(x)
+        nerve = self._nerve(x, example_seeds, executor)
+        logits, found = self._cnn(nerve, [name for name in layers if name != "nerve"], executor)
         if "nerve" in layers:
             found["nerve"] = nerve
-        return {name: found[name] for name in layers}
+        return logits, found
+
+    def _cnn(self, nerve: torch.Tensor, layers: list[str], executor: FastExecutor | None) -> tuple[dict, dict]:
+        wanted = self.network._check_layer_names(layers)
+        if executor is None:
+            logits, found = self.network._run(nerve, wanted, stop_early=False)
+        else:
+            logits, found = executor.network.run(nerve, wanted)
+        return {head: value.float() for head, value in logits.items()}, found
 
     def nerve_representation(self, x, example_seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Spike counts (batch, channels, freq, time) as fed to the CNN."""
         x = self.check_input(x)
+        return self._nerve(x, example_seeds, self._executor(x))
+
+    def _nerve(self, x: torch.Tensor, example_seeds, executor: FastExecutor | None) -> torch.Tensor:
         generators = self._generators(x.shape[0], x.device, example_seeds)
         # A binaural input (batch, 2, ...) gives ear 0's channels then ear 1's.
-        rates = self.front_end(x)
+        rates = self.front_end(x) if executor is None else executor.front_end(x)
         if self.excerpt_length is not None:
             rates = self._take_excerpt(rates, generators)
         return self.front_end.spike_generator(rates, self.spikes, generators)

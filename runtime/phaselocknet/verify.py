@@ -20,12 +20,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import BundleError, file_sha256, read_bundle
 
 MANIFEST_FORMAT = "phaselocknet-weights-manifest"
 MANIFEST_FORMAT_VERSION = 1
-DEFAULT_MANIFEST_NAME = "manifest.json"
-BUNDLE_SUFFIX = ".safetensors"
+from .constants import BUNDLE_SUFFIX, CONVERTED_MANIFEST_NAME as DEFAULT_MANIFEST_NAME  # noqa: E402
 
 
 class ManifestError(ValueError):
@@ -106,6 +104,8 @@ def verify_bundles(bundle_dir: str | os.PathLike, manifest_path: str | os.PathLi
     missing, extra and mismatched files, bundles whose content checksum fails or
     whose recorded model id is not their path, and entries without a recorded hash.
     """
+    from .bundle import BundleError, file_sha256, read_bundle  # imports torch: only when there is work
+
     bundle_dir = Path(bundle_dir)
     manifest = Path(manifest_path) if manifest_path is not None else bundle_dir / DEFAULT_MANIFEST_NAME
     report = VerifyReport(bundle_dir=bundle_dir, manifest=manifest)

@@ -7,6 +7,7 @@ function; heavy imports (torch) happen inside the command functions, not here.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..version import __version__
@@ -15,6 +16,7 @@ from ..version import __version__
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose - args.quiet)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -25,6 +27,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def configure_logging(verbosity: int) -> None:
+    """Messages of the `phaselocknet` loggers on stderr: INFO by default, DEBUG with -v... ."""
+    level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.ERROR)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("phaselocknet: %(message)s" if level > logging.DEBUG else "%(name)s: %(message)s"))
+    logger = logging.getLogger("phaselocknet")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import jobs, models, nervegram, run
     from .. import verify
@@ -32,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="phaselocknet", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"phaselocknet {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages on stderr (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors on stderr (-qq: errors)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run.add_parsers(sub)
     nervegram.add_parsers(sub)

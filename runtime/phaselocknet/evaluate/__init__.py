@@ -11,8 +11,21 @@ work), ``runner`` (the loop), ``writers``/``assemble`` (files), ``resume`` (the 
 folder), ``shards`` (splits and seeds), ``merge`` and ``cli``.
 """
 
-from .merge import merge
-from .plan import EvalOptions, PlanError
-from .runner import EXIT_BAD_EXAMPLES, Summary, evaluate
+import importlib
 
-__all__ = ["EXIT_BAD_EXAMPLES", "EvalOptions", "PlanError", "Summary", "evaluate", "merge"]
+# public name -> module; imported on first use, so `phaselocknet --help` (which reads only
+# `cli`) does not import torch.
+_PUBLIC = {
+    "merge": ".merge", "EvalOptions": ".plan", "PlanError": ".plan",
+    "EXIT_BAD_EXAMPLES": ".runner", "Summary": ".runner", "evaluate": ".runner",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'phaselocknet.evaluate' has no attribute {name!r}")

@@ -213,9 +213,9 @@ def forward(entry, nerve: torch.Tensor, layers: list[str]):
     model = entry.model
     wanted = [name for name in layers if name != "nerve"]
     if not wanted:
-        logits, found = model.classify(nerve), {}
+        logits, found = model.cnn(nerve), {}
     else:
-        logits, found = model.classify_with_activations(nerve, wanted)
+        logits, found = model.cnn_with_activations(nerve, wanted)
     if "nerve" in layers:
         found["nerve"] = nerve
     return logits, found

@@ -14,12 +14,13 @@ import csv
 import io
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import temporary_path  # noqa: F401  (used by assemble)
 
 NAN_FILL = np.float32("nan")
 HDF5_CHUNK_BYTES = 1 << 20
@@ -47,25 +48,6 @@ def csv_text(header: list[str], rows: Iterable[list[str]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def temporary_path(path: Path) -> Path:
-    """A fresh name beside ``path`` for a file to be renamed onto ``path`` later.
-
-    mkstemp makes the file private (0600); results are for sharing, so they get the
-    permissions of any new file (0666 less the umask).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
-    return Path(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # ------------------------------------------------------------------ arrays

@@ -18,7 +18,6 @@ from .layers import (
     Reshape,
     hanning_window,
     tf_same_padding,
-    tf_to_torch_param,
 )
 
 __all__ = [
@@ -40,5 +39,4 @@ __all__ = [
     "Reshape",
     "hanning_window",
     "tf_same_padding",
-    "tf_to_torch_param",
 ]

@@ -8,24 +8,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from ..backend import TwoPath
 from .layers import LAYER_TYPES, ArchArgs, ArchLayer, ClassificationHeads, Shape
-from .plan import build_plan
+from .shapes import output_shape
 
 _LAYER_KEYS = {"layer_type", "args"}
 
 
-class _Plans(dict):
-    """Execution plans of the fast backend; a copied network builds its own."""
-
-    def __deepcopy__(self, memo):
-        return _Plans()
-
-    def __getstate__(self):
-        return {}
-
-
-class Network(TwoPath):
+class Network(nn.Module):
     """Feed-forward CNN built from an arch.json list.
 
     Layers are registered under their arch.json names (state_dict keys "conv_0.weight",
@@ -33,8 +22,8 @@ class Network(TwoPath):
     the last layer is the classification heads, so forward returns {head: logits}.
     Activations are channels first: (batch, channels, freq, time) or (batch, features).
 
-    The fast backend (default; eval mode) runs a fused, streamed plan of the same layers
-    (see `plan`); the reference backend, and train mode, run the layers one by one."""
+    forward runs the layers one by one (the numerical reference); the fused, streamed form
+    of the same layers is `phaselocknet.fast.network.FastNetwork`."""
 
     def __init__(
         self,
@@ -51,7 +40,6 @@ class Network(TwoPath):
         # name -> per-example output shape; the heads layer maps to {head: (n_classes,)}
         self.output_shapes: dict[str, Any] = dict(output_shapes)
         self.arch = copy.deepcopy(list(arch)) if arch is not None else None
-        self._plans = _Plans()
         for name, layer_type, layer in layers:
             try:
                 self.add_module(name, layer)
@@ -84,43 +72,23 @@ class Network(TwoPath):
         return layers
 
     def _run(self, x: torch.Tensor, keep: Iterable[str], stop_early: bool):
-        """The single forward loop: returns (output of the last layer run, {name: activation})."""
+        """The forward loop: returns (output of the last layer run, {name: activation})."""
         self._check_input(x)
-        dtype = self._parameter_dtype()
-        if x.dtype != dtype:
-            x = x.to(dtype)  # e.g. a bfloat16 CNN fed float32 spike counts
+        x = x.to(self.parameter_dtype())  # e.g. a bfloat16 CNN fed float32 spike counts
         keep = set(keep)
         activations = {}
-        for step in self._steps(frozenset(keep), x.device.type):
-            x = step.run(x)
-            for name in step.names:
-                if name in keep:
-                    activations[name] = x
-            if stop_early and keep and len(activations) == len(keep):
-                break
+        for name in self.layer_names:
+            x = self._modules[name](x)
+            if name in keep:
+                activations[name] = x
+                if stop_early and len(activations) == len(keep):
+                    break
         return x, activations
 
-    def _hooked(self) -> bool:
-        """Hooks on a layer must see that layer run: then no layer is fused away."""
-        return any(
-            module._forward_hooks or module._forward_pre_hooks
-            for name in self.layer_names
-            for module in self._modules[name].modules()
-        )
-
-    def _parameter_dtype(self) -> torch.dtype:
+    def parameter_dtype(self) -> torch.dtype:
         for parameter in self.parameters():
             return parameter.dtype
         return torch.float32
-
-    def _steps(self, keep: frozenset, device_type: str) -> list:
-        """The one place where the backend is chosen: the layers themselves, or the fast plan."""
-        if self.backend != "fast" or self.training or self._hooked():
-            return [_LayerStep(self._modules[name], name) for name in self.layer_names]
-        key = (keep, device_type)
-        if key not in self._plans:
-            self._plans[key] = build_plan(self, keep, device_type)
-        return self._plans[key]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, _ = self._run(x, (), stop_early=False)
@@ -139,14 +107,6 @@ class Network(TwoPath):
             return {}
         _, activations = self._run(x, layers, stop_early=True)
         return {name: activations[name] for name in layers}
-
-
-class _LayerStep:
-    __slots__ = ("run", "names")
-
-    def __init__(self, module: nn.Module, name: str):
-        self.run = module
-        self.names = (name,)
 
 
 def _check_input_shape(input_shape: Any) -> Shape:
@@ -211,7 +171,7 @@ def build_network(
         reader = ArchArgs(name, layer_type, args)
         layer = cls.from_arch(reader, shape, n_classes_dict, factory)
         try:
-            shape = layer.output_shape(shape)
+            shape = output_shape(layer, shape)
         except ValueError as err:
             raise reader.error(None, f"input of per-example shape {shape}: {err}") from None
         layers.append((name, layer_type, layer))

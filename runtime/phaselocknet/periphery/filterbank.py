@@ -6,7 +6,6 @@ import scipy.signal
 import torch
 from torch import nn
 
-from ..backend import FRONT_END_FFT_DTYPE, DerivedCache, TwoPath, good_fft_size
 
 
 def freq2erb(freq):
@@ -86,12 +85,10 @@ def gammatone_impulse_responses(sr: float, fir_dur: float, cfs, **coef_kwargs) -
     return fir
 
 
-class GammatoneFilterbank(TwoPath):
-    """Waveform (batch, time) -> subbands (batch, n_cf, time), causal truncated-FIR gammatone.
-
-    reference: direct convolution with the full impulse responses (2500 taps at 50 kHz);
-    fast: one real FFT of the waveform, one inverse FFT per channel (`fft_subbands`).
-    """
+class GammatoneFilterbank(nn.Module):
+    """Waveform (batch, time) -> subbands (batch, n_cf, time), causal truncated-FIR gammatone,
+    by direct convolution with the full impulse responses (2500 taps at 50 kHz). The FFT form
+    is in `phaselocknet.fast.front_end`."""
 
     def __init__(self, sr: float, fir_dur: float, cfs, **coef_kwargs):
         super().__init__()
@@ -102,7 +99,6 @@ class GammatoneFilterbank(TwoPath):
         # Not persistent: a pure function of the config, so bundles must not carry it.
         # torch.tensor (unlike from_numpy) honours a `with torch.device(...)` context.
         self.register_buffer("fir", torch.tensor(fir, dtype=torch.float32), persistent=False)
-        self._spectra = DerivedCache()
 
     @property
     def n_cf(self) -> int:
@@ -113,36 +109,12 @@ class GammatoneFilterbank(TwoPath):
         return int(self.fir.shape[-1])
 
     @staticmethod
-    def _check(x: torch.Tensor) -> None:
+    def check(x: torch.Tensor) -> None:
         if x.dim() != 2:
             raise ValueError(f"expected waveform of shape (batch, time), got {tuple(x.shape)}")
 
-    def _reference(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        return self._direct_conv(x)
-
-    def _fast(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        n_time = x.shape[-1]
-        return self.fft_subbands(x, good_fft_size(n_time + self.n_taps - 1))[..., :n_time].to(x.dtype)
-
-    def fft_subbands(self, x: torch.Tensor, n_fft: int) -> torch.Tensor:
-        """(batch, n_cf, n_fft) circular convolution of x with each FIR, in FRONT_END_FFT_DTYPE;
-        with n_fft >= time + n_taps - 1 its first `time` samples are the causal output
-        (no wrap-around reaches them)."""
-        return self.subbands_from_spectrum(self.input_spectrum(x, n_fft), n_fft)
-
-    def input_spectrum(self, x: torch.Tensor, n_fft: int) -> torch.Tensor:
-        if n_fft < x.shape[-1] + self.n_taps - 1:
-            raise ValueError(f"n_fft={n_fft} is shorter than time + n_taps - 1 = {x.shape[-1] + self.n_taps - 1}")
-        return torch.fft.rfft(x.to(FRONT_END_FFT_DTYPE), n_fft)
-
-    def subbands_from_spectrum(self, spectrum: torch.Tensor, n_fft: int, channels: slice = slice(None)) -> torch.Tensor:
-        """`fft_subbands` for the channels in `channels`, from `input_spectrum(x, n_fft)`."""
-        spectra = self._spectra.get(n_fft, [self.fir], lambda: torch.fft.rfft(self.fir.to(FRONT_END_FFT_DTYPE), n_fft))
-        return torch.fft.irfft(spectrum.unsqueeze(-2) * spectra[channels], n_fft)
-
-    def _direct_conv(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check(x)
         # conv1d is a cross-correlation: flipping the kernel and left-padding L-1 zeros gives
         # y[n] = sum_k fir[k] x[n-k], truncated to the input length (the TF graph's semantics).
         n_taps = self.fir.shape[-1]

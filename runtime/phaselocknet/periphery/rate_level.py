@@ -5,10 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backend import TwoPath
-
-# Reference pressure for dB SPL.
-P_REF = 20e-6
+# dB SPL reference pressure (P_REF: the name the formulas below use).
+from ..constants import REFERENCE_PRESSURE_PA as P_REF
 
 
 def analytic_signal(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -50,16 +48,15 @@ def _per_channel(value, name: str) -> np.ndarray:
     return arr
 
 
-class SigmoidRateLevel(TwoPath):
+class SigmoidRateLevel(nn.Module):
     """Subbands in Pa (batch, freq, time) -> firing rates (batch, n_channels, freq, time) in spikes/s.
 
     One sigmoid per channel (spontaneous-rate group); each parameter is a scalar or a list
     with one value per channel. With `envelope_mode` only the Hilbert envelope is compressed
     and the temporal fine structure is kept.
 
-    reference: the complex analytic signal and the formula step by step; fast: the envelope
-    as |x + j hilbert(x)| from real FFTs, and the sigmoid's argument as one multiply-add
-    on log10(pressure) with the dB conversion folded into per-channel constants.
+    The complex analytic signal and the formula step by step; the faster form is in
+    `phaselocknet.fast.front_end`.
     """
 
     def __init__(
@@ -114,40 +111,14 @@ class SigmoidRateLevel(TwoPath):
             self.register_buffer(name, tensor, persistent=False)
 
     @staticmethod
-    def _check(subbands: torch.Tensor) -> None:
+    def check(subbands: torch.Tensor) -> None:
         if subbands.dim() != 3:
             raise ValueError(
                 f"expected subbands of shape (batch, freq, time), got {tuple(subbands.shape)}"
             )
 
-    def _fast(self, subbands: torch.Tensor) -> torch.Tensor:
-        self._check(subbands)
-        if self.envelope_mode:
-            hilbert = hilbert_transform(subbands)
-            if torch.is_grad_enabled():
-                # |complex| has a zero gradient at a zero envelope where hypot's is NaN.
-                pa = torch.complex(subbands, hilbert).abs()
-            else:
-                pa = torch.hypot(subbands, hilbert)  # the same values, 3x faster
-            # env >= |x|, so x is 0 wherever env is: the guarded quotient is 0 there.
-            tfs = subbands / torch.where(pa > 0, pa, 1.0)
-        else:
-            pa = subbands
-        tiny = torch.finfo(pa.dtype).tiny
-        # k * (20 log10(pa / P_REF) - x0) = slope * log10(pa) + offset: one multiply-add.
-        k, x0 = self.k.double(), self.x0.double()
-        slope = (20.0 * k).to(pa.dtype)
-        offset = (-k * (20.0 * np.log10(P_REF) + x0)).to(pa.dtype)
-        y = torch.sigmoid(torch.addcmul(offset, slope, torch.log10(pa.clamp(min=tiny)).unsqueeze(1)))
-        if self.envelope_mode:
-            y = y * tfs.unsqueeze(1)
-        else:
-            y = torch.where((pa > 0).unsqueeze(1), y, 0.0)
-        rate_spont = self.rate_spont.to(pa.dtype)
-        return torch.addcmul(rate_spont, self.rate_max.to(pa.dtype) - rate_spont, y)
-
-    def _reference(self, subbands: torch.Tensor) -> torch.Tensor:
-        self._check(subbands)
+    def forward(self, subbands: torch.Tensor) -> torch.Tensor:
+        self.check(subbands)
         if self.envelope_mode:
             env = hilbert_envelope(subbands, dim=-1).to(subbands.dtype)
             nonzero = env > 0

@@ -6,7 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-SPIKE_MODES = ("mean", "sample")
+from ..constants import SPIKE_MODES
+
 SAMPLING_METHODS = ("approx", "exact")
 
 

@@ -1,9 +1,9 @@
-"""The fast backend's execution plan of a Network (eval mode).
+"""The fast executor's plan of a Network (eval mode): a list of steps, each a callable.
 
 Built once per set of requested activations and device type, from the layer list:
 
 * an eval-mode batch norm directly before a convolution is folded into that convolution
-  (`Conv2d._fold`: exact, padded border rows included);
+  (`conv.fold_batch_norm`: exact, padded border rows included);
 * a relu after a convolution, possibly across max pools (max and relu commute) and
   dropouts (identities in eval mode), is applied as the convolution writes its output;
 * on CPU, runs of layers that act locally along time (VALID convolutions and pools,
@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
 import torch
 
-from .layers import BatchNorm, Conv2d, Dropout, HanningPool2d, LayerNorm, MaxPool2d, ReLU
+from ..network.activation import Dropout, ReLU
+from ..network.conv import Conv2d
+from ..network.normalization import BatchNorm, LayerNorm
+from ..network.pooling import HanningPool2d, MaxPool2d
+from .conv import FastConv
+from .layers import FastHanningPool, FastMaxPool
 
 # A run of layers is streamed when some tensor it reads or writes has this many bytes per
 # example; chunks are sized so that their largest tensor has about STREAM_CHUNK_BYTES.
@@ -62,6 +66,17 @@ def _window_info(module) -> tuple[tuple[int, int] | None, bool]:
     return None, False
 
 
+def layer_kernel(module):
+    """The fast callable of one layer on its own (unfused); the module itself where it has none."""
+    if isinstance(module, Conv2d):
+        return FastConv(module)
+    if isinstance(module, MaxPool2d):
+        return FastMaxPool(module)
+    if isinstance(module, HanningPool2d):
+        return FastHanningPool(module)
+    return module
+
+
 def build_plan(network, keep: frozenset, device_type: str) -> list:
     steps = _fuse(network, keep)
     if device_type == "cpu":
@@ -91,7 +106,7 @@ def _fuse(network, keep: frozenset) -> list[Step]:
                     j += 1
             relu = name not in keep and j < len(names) and isinstance(modules[j], ReLU)
             window, rows = _window_info(module)
-            run = partial(module.fast_forward, input_bn=pending_bn, relu=relu)
+            run = FastConv(module, pending_bn, relu)
             pending_bn = None
             if not relu:
                 steps.append(Step(run, (name,), shapes[name], window, rows))
@@ -101,11 +116,11 @@ def _fuse(network, keep: frozenset) -> list[Step]:
             steps.append(Step(run, () if between else (names[j],), shapes[name], window, rows))
             for k in between:
                 window, rows = _window_info(modules[k])
-                steps.append(Step(modules[k], (names[j],) if k == between[-1] else (), shapes[names[k]], window, rows))
+                steps.append(Step(layer_kernel(modules[k]), (names[j],) if k == between[-1] else (), shapes[names[k]], window, rows))
             i = j + 1
             continue
         window, rows = _window_info(module)
-        steps.append(Step(module, (name,), shapes[name], window, rows))
+        steps.append(Step(layer_kernel(module), (name,), shapes[name], window, rows))
         i += 1
     for step in steps:  # only (channels, freq, time) activations are streamed
         if not (isinstance(step.out_shape, tuple) and len(step.out_shape) == 3):

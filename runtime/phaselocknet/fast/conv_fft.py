@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..backend import good_fft_size
+from .fft import good_fft_size
 
 # Cost model, in units of one direct-convolution multiply-add (~65 GFLOP/s per core with
 # oneDNN). Fitted to conv_1 (1x64, 32->32: FFT 3.1x faster) and conv_5 (3x32, 128->128: 5x),
@@ -103,7 +103,6 @@ def fft_conv2d(
     t_padded = (n_blocks - 1) * step + nb
     # Blocks write whole steps: `out` has n_blocks * step >= t_out samples, the caller gets a view.
     out = torch.empty(batch, c_out, h_out, n_blocks * step, dtype=x.dtype, device=x.device)
-    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, spectra, bias))
     if bias is not None:
         bias = bias.to(x.dtype).view(c_out, -1, 1, 1)
     row_bytes = batch * c_in * kh * n_blocks * bins * spectra.element_size()
@@ -130,15 +129,16 @@ def fft_conv2d(
         product = product.view(bins, c_out, batch, rows, n_blocks).permute(2, 1, 3, 4, 0)
         y = torch.fft.irfft(product, nb)[..., :step]  # b, co, rows, blocks, step
         chunk_bias = None if bias is None else (bias[:, r0:r1] if bias.shape[1] > 1 else bias)
-        if tracked:  # out= and in-place ops on `out` would hide the chunk from autograd
-            y = y if chunk_bias is None else y + chunk_bias
-            out[:, :, r0:r1] = (y.relu() if relu else y).reshape(batch, c_out, rows, n_blocks * step)
-            continue
-        target = out[:, :, r0:r1].view(batch, c_out, rows, n_blocks, step)
-        if chunk_bias is not None:
-            torch.add(y, chunk_bias, out=target)
-        else:
-            target.copy_(y)
-        if relu:
-            target.relu_()
+        _write(out[:, :, r0:r1].view(batch, c_out, rows, n_blocks, step), y, chunk_bias, relu)
     return out[..., :t_out]
+
+
+def _write(target: torch.Tensor, y: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> None:
+    """target = relu?(y + bias), written in place (no temporary of the chunk's size). In-place
+    writes hide the chunk from autograd: the fast executor never records a graph."""
+    if bias is not None:
+        torch.add(y, bias, out=target)
+    else:
+        target.copy_(y)
+    if relu:
+        target.relu_()
