@@ -31,6 +31,13 @@ FAMILIES = {
     "speech_waveform": "spkr_word_recognition/simplified_IHC3000/arch0_0000",
     "speech_nervegram": "spkr_word_recognition/IHC3000/arch0_0000",
 }
+# The cheapest published architecture of each family (tf_reference.PARITY_MODELS), whole.
+PUBLISHED_MODELS = {
+    "localization_waveform": "sound_localization/simplified_IHC3000/arch03",
+    "localization_nervegram": "sound_localization/IHC1000/arch03",
+    "speech_waveform": "spkr_word_recognition/simplified_IHC0050/arch0_0016",
+    "speech_nervegram": "spkr_word_recognition/IHC3000/arch0_0016",
+}
 SPEECH_NERVE_SAMPLES = 20000
 
 
@@ -76,19 +83,21 @@ def load_port():
     return phaselocknet_model, util
 
 
-def write_model_files(model_dir: Path, family: str) -> tuple[dict, list]:
-    """config.json (published) and the small arch.json of `family` in `model_dir`."""
-    config = json.loads((PUBLISHED / FAMILIES[family] / "config.json").read_text())
-    arch = small_arch(family)
+def write_model_files(model_dir: Path, family: str, *, published: bool = False) -> tuple[dict, list]:
+    """config.json (published) and the small arch.json of `family` in `model_dir`; with
+    `published`, config.json and arch.json of the family's PUBLISHED_MODELS entry."""
+    source = PUBLISHED / (PUBLISHED_MODELS if published else FAMILIES)[family]
+    config = json.loads((source / "config.json").read_text())
+    arch = json.loads((source / "arch.json").read_text()) if published else small_arch(family)
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.json").write_text(json.dumps(config, indent=4))
     (model_dir / "arch.json").write_text(json.dumps(arch, indent=4))
     return config, arch
 
 
-def family_dir(root: Path, family: str) -> Path:
+def family_dir(root: Path, family: str, *, published: bool = False) -> Path:
     """<root>/<task>/<variant>/<arch>: the port picks its input from 'sound_localization' in the path."""
-    return root / FAMILIES[family]
+    return root / (PUBLISHED_MODELS if published else FAMILIES)[family]
 
 
 def randomize(module: torch.nn.Module, seed: int) -> None:
