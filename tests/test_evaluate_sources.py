@@ -54,14 +54,15 @@ def test_unusable_data_argument_is_named(tmp_path, monkeypatch, argument, messag
         discover([argument])
 
 
-def test_hdf5_metadata_columns_are_the_numeric_per_example_datasets(tmp_path):
+def test_hdf5_metadata_columns_are_the_numeric_and_string_per_example_datasets(tmp_path):
     path = write_signal_hdf5(
         tmp_path / "s.h5", sounds(4, 20, 8000, seed=0), np.full(4, 8000.0),
         metadata={"f0": np.arange(4) * 1.5, "snr": np.arange(4), "group/azim": np.arange(4) * 5,
                   "matrix": np.zeros((4, 2)), "names": np.array([b"a", b"b", b"c", b"d"]), "short": np.arange(3)},
     )
     source = discover([str(path)]).sources[0]
-    assert source.metadata == ["f0", "group/azim", "snr", "sr"]
+    # String datasets are metadata too (issue 9: they were dropped silently); 2-D and short ones are not.
+    assert source.metadata == ["f0", "group/azim", "names", "snr", "sr"]
     assert source.rate_per_example and source.rate is None
     assert source.signal_channels == 1
 

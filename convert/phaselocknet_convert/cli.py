@@ -43,8 +43,9 @@ def convert_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phaselocknet-convert",
         description=(
-            "Convert the authors' TensorFlow checkpoints (model directories holding config.json, arch.json, "
-            "ckpt_BEST.index, ckpt_BEST.data-00000-of-00001) to phaselocknet bundles. A directory of model "
+            "Convert the authors' checkpoints (model directories holding config.json, arch.json and either "
+            "ckpt_BEST.index + ckpt_BEST.data-00000-of-00001 (TensorFlow) or ckpt_BEST.pt (PyTorch, from "
+            "phaselocknet_torch)) to phaselocknet bundles. A directory of model "
             "directories, or a glob, converts every model in it. "
             "Also: 'phaselocknet-convert manifest MODELS_ROOT' writes weights_manifest.json."
         ),
@@ -67,6 +68,9 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--manifest", type=Path, default=None,
                         help=f"published manifest to check config/arch against (default: ./{MANIFEST_NAME}, "
                              "else the one in the phaselocknet source tree, if any)")
+    parser.add_argument("--source", choices=("auto", "tf", "torch"), default="auto",
+                        help="checkpoint to convert: tf (ckpt_BEST.index + .data, needs TensorFlow), torch (the "
+                             "authors' ckpt_BEST.pt, torch alone), auto (the one present; default)")
     parser.add_argument("--version", action="version", version=f"phaselocknet-convert {CONVERTER_VERSION}")
     return parser
 
@@ -89,7 +93,7 @@ def expand_model_dirs(arguments: list[str]) -> tuple[list[Path], list[Conversion
         dirs = [d for path in paths if path.is_dir() for d in find_model_dirs(path, require_checkpoint=True)]
         if not dirs:
             why = "does not exist" if not paths or not any(p.exists() for p in paths) else (
-                "holds no model directory (config.json + arch.json + ckpt_BEST.index)")
+                "holds no model directory (config.json + arch.json + ckpt_BEST.index or ckpt_BEST.pt)")
             failures.append(ConversionResult(model_id=argument, status=FAILED, reason=f"{argument} {why}"))
         for d in dirs:
             found[d.resolve()] = None
@@ -135,12 +139,10 @@ def convert_main(argv: list[str]) -> int:
     model_dirs, results = expand_model_dirs(args.model_dirs)
     converted_entries = []
     ids_seen: dict[str, Path] = {}
-    from tqdm import tqdm
-
     with warnings.catch_warnings():
         # Shown in the summary instead, once per model.
         warnings.simplefilter("ignore", ManifestMismatchWarning)
-        progress = tqdm(model_dirs, desc="converting", unit="model", file=sys.stderr, dynamic_ncols=True)
+        progress = _progress(model_dirs)
         for model_dir in progress:
             result = _convert_one(model_dir, args, manifest, ids_seen)
             progress.set_postfix_str(f"{result.model_id}: {result.status}", refresh=False)
@@ -160,6 +162,20 @@ def convert_main(argv: list[str]) -> int:
     return 1 if any(r.status == FAILED for r in results) else 0
 
 
+def _progress(model_dirs: list[Path]):
+    """A tqdm bar where tqdm is installed (the convert extra); ckpt_BEST.pt conversion needs only torch."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar(model_dirs)
+    return tqdm(model_dirs, desc="converting", unit="model", file=sys.stderr, dynamic_ncols=True)
+
+
+class _NoBar(list):
+    def set_postfix_str(self, *args, **kwargs) -> None:
+        pass
+
+
 def _convert_one(model_dir: Path, args, manifest, ids_seen: dict[str, Path]) -> ConversionResult:
     model_id = model_dir.name
     try:
@@ -172,7 +188,7 @@ def _convert_one(model_dir: Path, args, manifest, ids_seen: dict[str, Path]) -> 
         ids_seen[model_id] = model_dir
         return convert_model_dir(
             model_dir, args.out, model_id=model_id, word_labels=args.word_labels, force=args.force,
-            manifest=manifest, strict=args.strict,
+            manifest=manifest, strict=args.strict, source=args.source,
         )
     except ConversionError as error:
         return ConversionResult(model_id=model_id, status=FAILED, reason=str(error))

@@ -21,9 +21,13 @@ from . import CONVERTER_VERSION
 from .checkpoint import read_checkpoint
 from .errors import ConversionError
 from .mapping import checkpoint_state_dict
+from .torch_checkpoint import PT_NAME, read_torch_checkpoint, torch_state_dict
 
 CHECKPOINT_NAME = "ckpt_BEST"
 SOURCE_FILES = (CONFIG_NAME, ARCH_NAME, CHECKPOINT_NAME + ".index", CHECKPOINT_NAME + ".data-00000-of-00001")
+# The authors' PyTorch checkpoint (phaselocknet_torch): read with torch alone.
+TORCH_SOURCE_FILES = (CONFIG_NAME, ARCH_NAME, PT_NAME)
+SOURCE_KINDS = ("auto", "tf", "torch")
 
 CONVERTED = "converted"
 UP_TO_DATE = "up to date"
@@ -50,13 +54,32 @@ def bundle_path(out_dir: str | os.PathLike, model_id: str) -> Path:
     return Path(out_dir) / f"{model_id}{BUNDLE_SUFFIX}"
 
 
-def source_checksums(model_dir: Path) -> dict[str, str]:
-    missing = [name for name in SOURCE_FILES if not (model_dir / name).is_file()]
+def checkpoint_kind(model_dir: Path, source: str = "auto") -> str:
+    """"tf" (ckpt_BEST.index + .data) or "torch" (ckpt_BEST.pt) for the directory's checkpoint."""
+    if source not in SOURCE_KINDS:
+        raise ConversionError(f"source={source!r}: use one of {', '.join(SOURCE_KINDS)}")
+    if source != "auto":
+        return source
+    has_tf = (model_dir / SOURCE_FILES[2]).is_file()
+    has_torch = (model_dir / PT_NAME).is_file()
+    if has_tf and has_torch:
+        # The .pt localization weights are the retrained ones, not the TF checkpoint's.
+        raise ConversionError(
+            f"{model_dir}: holds both a TensorFlow checkpoint ({SOURCE_FILES[2]}) and {PT_NAME}, which may be "
+            "different trainings: choose one with --source tf or --source torch"
+        )
+    return "torch" if has_torch else "tf"
+
+
+def source_checksums(model_dir: Path, kind: str = "tf") -> dict[str, str]:
+    names = TORCH_SOURCE_FILES if kind == "torch" else SOURCE_FILES
+    missing = [name for name in names if not (model_dir / name).is_file()]
     if missing:
         raise ConversionError(
-            f"{model_dir}: missing {', '.join(missing)} (a model directory holds {', '.join(SOURCE_FILES)})"
+            f"{model_dir}: missing {', '.join(missing)} (a model directory holds {', '.join(SOURCE_FILES)}, "
+            f"or {', '.join(TORCH_SOURCE_FILES)})"
         )
-    return {name: file_sha256(model_dir / name) for name in SOURCE_FILES}
+    return {name: file_sha256(model_dir / name) for name in names}
 
 
 def convert_model_dir(
@@ -68,6 +91,7 @@ def convert_model_dir(
     force: bool = False,
     manifest: dict[str, dict] | None = None,
     strict: bool = False,
+    source: str = "auto",
 ) -> ConversionResult:
     """Convert one model directory to ``out_dir/<model_id>.safetensors``.
 
@@ -75,8 +99,9 @@ def convert_model_dir(
     a config.json/arch.json that differs from its entry is a warning, or an error with
     ``strict`` (which also refuses ids the manifest lacks). ``word_labels``: the authors'
     word_int_encoding.csv, embedded as the word head's class names. An existing bundle
-    made from the same four source files, with the same labels, by this converter version
-    is left alone unless ``force``.
+    made from the same source files, with the same labels, by this converter version
+    is left alone unless ``force``. ``source``: "tf" (ckpt_BEST.index + .data, needs
+    TensorFlow), "torch" (the authors' ckpt_BEST.pt, torch alone) or "auto" (the one present).
 
     Raises ConversionError (nothing is written then); returns a ConversionResult with
     status "converted" or "up to date".
@@ -86,7 +111,8 @@ def convert_model_dir(
     _check_model_id(model_id)
     if not model_dir.is_dir():
         raise ConversionError(f"{model_dir}: not a directory")
-    sources = source_checksums(model_dir)
+    kind = checkpoint_kind(model_dir, source)
+    sources = source_checksums(model_dir, kind)
     result = ConversionResult(model_id=model_id, status=CONVERTED, source_sha256=sources)
     result.warnings.extend(check_against_manifest(model_id, sources, manifest, strict))
 
@@ -106,15 +132,19 @@ def convert_model_dir(
             model = phaselocknet.from_config(config, arch, spikes="mean", labels=labels, model_id=model_id)
     except ValueError as error:
         raise ConversionError(f"{model_dir}: config.json/arch.json do not build a model: {error}") from error
-    checkpoint = read_checkpoint(model_dir / CHECKPOINT_NAME)
-    state = checkpoint_state_dict(model.network, checkpoint)
-    del checkpoint
+    state = _converted_state(model.network, model_dir, kind)
     model.network.load_state_dict(state, strict=True, assign=True)
     _write_checked(model, target, model_id, sources, state)
     result.bundle = target
     result.bundle_sha256 = file_sha256(target)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _converted_state(network, model_dir: Path, kind: str) -> dict:
+    if kind == "torch":
+        return torch_state_dict(network, read_torch_checkpoint(model_dir / PT_NAME), model_dir / PT_NAME)
+    return checkpoint_state_dict(network, read_checkpoint(model_dir / CHECKPOINT_NAME))
 
 
 def check_against_manifest(
@@ -214,6 +244,8 @@ __all__ = [
     "FAILED",
     "ManifestMismatchWarning",
     "SOURCE_FILES",
+    "TORCH_SOURCE_FILES",
+    "checkpoint_kind",
     "UP_TO_DATE",
     "bundle_path",
     "check_against_manifest",

@@ -24,6 +24,7 @@ from phaselocknet.verify import MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, Manife
 from .errors import ConversionError
 
 CHECKPOINT_INDEX = "ckpt_BEST.index"
+CHECKPOINT_PT = "ckpt_BEST.pt"
 
 __all__ = [
     "ManifestError",
@@ -39,12 +40,15 @@ __all__ = [
 
 
 def find_model_dirs(root: str | os.PathLike, *, require_checkpoint: bool) -> list[Path]:
-    """Model directories under (or at) ``root``: config.json + arch.json (+ ckpt_BEST.index)."""
+    """Model directories under (or at) ``root``: config.json + arch.json (+ ckpt_BEST.index or ckpt_BEST.pt)."""
     root = Path(root)
-    needed = (CONFIG_NAME, ARCH_NAME) + ((CHECKPOINT_INDEX,) if require_checkpoint else ())
+    needed = (CONFIG_NAME, ARCH_NAME)
+    # A TensorFlow checkpoint or the authors' PyTorch one (phaselocknet_torch).
+    checkpoints = (CHECKPOINT_INDEX, CHECKPOINT_PT) if require_checkpoint else ()
 
     def is_model_dir(path: Path) -> bool:
-        return all((path / name).is_file() for name in needed)
+        has_checkpoint = not checkpoints or any((path / name).is_file() for name in checkpoints)
+        return has_checkpoint and all((path / name).is_file() for name in needed)
 
     if is_model_dir(root):
         return [root]

@@ -175,8 +175,11 @@ class PhaselocknetModel(nn.Module):
 
     @property
     def deterministic(self) -> bool:
-        """Whether the nerve representation involves no random draw (mean spikes, fixed excerpt)."""
-        return self.spikes == "mean" and (self.excerpt_length is None or self.excerpt != "random")
+        """Whether the nerve representation of an input of ``input_length`` samples involves no
+        random draw (mean spikes and no random excerpt). Binaural models count as random with
+        ``excerpt="random"`` even without an excerpt of their own, since longer inputs (the
+        authors' 13000-sample nervegrams) are excerpted at random."""
+        return self.spikes == "mean" and (self.excerpt != "random" or (self.excerpt_length is None and not self.binaural))
 
     def front_end_key(self) -> str:
         """Equal for two models exactly when ``nerve_representation`` computes the same function
@@ -230,7 +233,10 @@ class PhaselocknetModel(nn.Module):
         return self._nerve(x, example_seeds, self._executor(x))
 
     def _nerve(self, x: torch.Tensor, example_seeds, executor: FastExecutor | None) -> torch.Tensor:
-        generators = self._generators(x.shape[0], x.device, example_seeds)
+        longer = x.shape[-1] > self.input_length
+        generators = self._generators(x.shape[0], x.device, example_seeds, longer)
+        if longer:
+            x = self._input_excerpt(x, generators)
         # A binaural input (batch, 2, ...) gives ear 0's channels then ear 1's.
         rates = self.front_end(x) if executor is None else executor.front_end(x)
         if self.excerpt_length is not None:
@@ -246,7 +252,8 @@ class PhaselocknetModel(nn.Module):
         if not x.is_floating_point():
             x = x.to(torch.float32)
         expected = self.expected_input_shape()
-        if tuple(x.shape[1:]) != expected or x.ndim != len(expected) + 1:
+        longer = x.ndim == len(expected) + 1 and x.shape[-1] > expected[-1]
+        if tuple(x.shape[1:-1]) != expected[:-1] or x.ndim != len(expected) + 1 or (x.shape[-1] < expected[-1]):
             what = ("binaural " if self.binaural else "mono ") + self.input_kind
             unit = "pascals" if self.input_kind == "waveform" else "spikes/s"
             layout = "(batch, " + ", ".join(map(str, expected)) + ")"
@@ -254,27 +261,46 @@ class PhaselocknetModel(nn.Module):
             if self.input_kind == "waveform" and x.ndim >= 1 and x.shape[-1] != self.input_length:
                 hint = (f"; resample to {self.sample_rate:g} Hz and centre pad/trim to {self.input_length} samples "
                         "(phaselocknet.audio.prepare_waveform)")
-            raise ValueError(f"expected a {what} of shape {layout} in {unit}, got {tuple(x.shape)}{hint}")
+            raise ValueError(f"expected a {what} of shape {layout} (or longer along time) in {unit}, got {tuple(x.shape)}{hint}")
+        if longer and self.excerpt != "random" and self.excerpt_length is None:
+            latest = x.shape[-1] - expected[-1]
+            if not 0 <= self.excerpt <= latest:
+                raise ValueError(f"excerpt={self.excerpt} does not fit a {x.shape[-1]}-sample input: use 0..{latest}")
         # Meta tensors (shape-only dry runs) have no values to check.
         if x.device.type != "meta" and not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
             raise ValueError(f"input has NaN or Inf values in batch examples {bad[:10]}: clean or drop them")
         return x.to(torch.float32)
 
-    def _generators(self, batch: int, device, example_seeds) -> list[torch.Generator] | None:
+    def _generators(self, batch: int, device, example_seeds, longer: bool = False) -> list[torch.Generator] | None:
         """One random stream per example, on the input's device; None when nothing is random.
 
         Streams are seeded from ``example_seeds`` when given (an example then gets the
         same draw whatever batch it is in), else from the model's ``seed`` stream, else
         from torch's global RNG (so ``torch.manual_seed`` applies).
         """
-        if self.deterministic:
+        if self.spikes == "mean" and (self.excerpt != "random" or (self.excerpt_length is None and not longer)):
             return None
         if example_seeds is None:
             example_seeds = torch.randint(0, 2**62, (batch,), generator=self._generator).tolist()
         elif len(example_seeds) != batch:
             raise ValueError(f"example_seeds has {len(example_seeds)} entries for a batch of {batch}")
         return [torch.Generator(device=device).manual_seed(int(s)) for s in example_seeds]
+
+    def _input_excerpt(self, x: torch.Tensor, generators) -> torch.Tensor:
+        """``input_length`` samples of a longer input, as the authors' evaluation cut them.
+
+        "random": a start drawn uniformly over the whole input (their random_slice with no
+        buffer, e.g. 10000 of the 13000 samples of their localization nervegrams). An int
+        ``excerpt`` fixes the start, except in binaural waveform models, where it is the
+        nerve excerpt's offset and a longer waveform is centre trimmed (as ``run`` does).
+        """
+        length, total = self.input_length, x.shape[-1]
+        if self.excerpt == "random":
+            starts = [int(torch.randint(0, total - length + 1, (1,), generator=g, device=g.device)) for g in generators]
+            return torch.stack([x[i, ..., s : s + length] for i, s in enumerate(starts)])
+        start = (total - length) // 2 if self.excerpt_length is not None else self.excerpt
+        return x[..., start : start + length]
 
     def _take_excerpt(self, rates: torch.Tensor, generators) -> torch.Tensor:
         length = self.excerpt_length

@@ -42,7 +42,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                         help="model bundles (.safetensors; globs allowed), or model ids, variant ids "
                              "(task/variant: its architectures) and id patterns, looked up in the model store")
     parser.add_argument("--data", nargs="+", required=True, metavar="SOURCE",
-                        help="HDF5 files (authors' layout), WAV/FLAC files, folders of them, lists (.txt) or globs")
+                        help="HDF5 files (authors' layout), the authors' TFRecords (.tfrecords, GZIP or not), WAV/FLAC files, folders of them, lists (.txt) or globs")
     parser.add_argument("--out", type=Path, required=True, metavar="RESULTS.csv")
     parser.add_argument("--batch-size", type=int, default=16, help="examples per batch (default 16)")
     parser.add_argument("--workers", type=int, default=2,
@@ -67,6 +67,11 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                              "task's shard (the default when SLURM_ARRAY_TASK_ID is set), else 0/1")
     parser.add_argument("--chunk-size", type=int, default=1000,
                         help="examples per committed chunk: the most a kill can lose (default 1000)")
+    parser.add_argument("--format", choices=("csv", "authors"), default="csv",
+                        help="csv (default): --out RESULTS.csv; authors: --out DIR gets DIR/<model>/EVAL_<name>.json "
+                             "+ .npy side files as the authors' util_evaluate writes them")
+    parser.add_argument("--eval-name", default=None, metavar="NAME",
+                        help="with --format authors: the <name> of EVAL_<name>.json (default: the first --data folder's name)")
     parser.add_argument("--overwrite", action="store_true", help="discard existing outputs and unfinished work for --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=run_eval)
@@ -94,16 +99,29 @@ def run_eval(args) -> int:
     args.shard = "{}/{}".format(*parse_shard(args.shard))  # recorded resolved, so the command reproduces
     from .runner import evaluate
 
+    authors = args.format == "authors"
+    if authors:
+        from .authors_format import run_csv
+
+        if args.out.suffix.lower() == ".csv" or args.out.is_file():
+            print(f"phaselocknet eval: error: --format authors writes a folder: give --out DIR, not {args.out}", file=sys.stderr)
+            return 2
     options = EvalOptions(
-        bundles=[str(b) for b in args.bundles], data=list(args.data), out=args.out,
+        bundles=[str(b) for b in args.bundles], data=list(args.data), out=run_csv(args.out) if authors else args.out,
         batch_size=args.batch_size, workers=args.workers, device=args.device, dbspl=args.dbspl,
-        diotic=args.diotic, strict_length=args.strict_length, probs=args.probs, activations=args.activations,
+        diotic=args.diotic, strict_length=args.strict_length, probs=args.probs or authors, activations=args.activations,
         activations_format=args.activations_format, ensemble=args.ensemble, shard=args.shard,
         seed=args.seed, spikes=args.spikes, excerpt=args.excerpt, chunk_size=args.chunk_size,
         overwrite=args.overwrite, progress=not args.no_progress, command=eval_command(args),
     )
     try:
-        return evaluate(options).exit_status
+        status = evaluate(options).exit_status
+        if authors and options.out.is_file():
+            from .authors_format import default_name, write_authors_outputs
+
+            for path in write_authors_outputs(args.out, args.eval_name or default_name(args.data)):
+                print(f"phaselocknet eval: wrote {path}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         print(f"phaselocknet eval: interrupted; rerun the same command to resume {args.out}", file=sys.stderr)
         return 130
@@ -128,7 +146,8 @@ def eval_command(args) -> list[str]:
               ("--spikes", args.spikes, "sample"), ("--excerpt", args.excerpt, "random"), ("--seed", args.seed, None),
               ("--dbspl", args.dbspl, None), ("--activations", ",".join(args.activations), ""),
               ("--activations-format", args.activations_format, "h5"), ("--shard", args.shard, "0/1"),
-              ("--chunk-size", args.chunk_size, 1000)]
+              ("--chunk-size", args.chunk_size, 1000), ("--format", args.format, "csv"),
+              ("--eval-name", args.eval_name, None)]
     for flag, value, default in valued:
         if value != default:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]

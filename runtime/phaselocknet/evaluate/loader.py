@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..audio import centre_pad_or_trim
 from .preprocess import InputSpec, Preprocessing, prepare
 from .sources import Reader, describe_error
 
@@ -69,7 +70,7 @@ class BatchDataset(Dataset):
             items = [(row, x) for row, x in items if errors[row] is None]
             if items:
                 rows = [row for row, _ in items]
-                inputs[spec] = (rows, torch.from_numpy(np.stack([x for _, x in items])))
+                inputs[spec] = (rows, torch.from_numpy(_stack([x for _, x in items])))
         return Batch(
             examples=list(examples),
             sources=[source for source, _ in located],
@@ -78,6 +79,13 @@ class BatchDataset(Dataset):
             errors=errors,
             inputs=inputs,
         )
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """One batch; nervegrams longer than the model's length but of unequal lengths are
+    centre trimmed to the shortest of them, so the model's excerpt still has room to move."""
+    shortest = min(x.shape[-1] for x in arrays)
+    return np.stack([centre_pad_or_trim(x, shortest) if x.shape[-1] > shortest else x for x in arrays])
 
 
 def _worker_init(_worker_id: int) -> None:

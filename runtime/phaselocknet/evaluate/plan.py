@@ -215,14 +215,15 @@ def check_compatibility(models: list[ModelEntry], catalog: Catalog, options: Eva
     if nervegram and options.dbspl is not None:
         raise PlanError(f"--dbspl sets a sound level; {nervegram[0].name} takes nervegrams (spikes/s), which are used as stored")
     for source in catalog.sources:
-        where = source.path if isinstance(source, HDF5Source) else f"{source.paths[0]} (and {source.n - 1} other sound files)"
+        where = source.path if not isinstance(source, AudioSource) else f"{source.paths[0]} (and {source.n - 1} other sound files)"
         if isinstance(source, AudioSource):
             if nervegram:
                 raise PlanError(f"{nervegram[0].name} takes nervegrams; {where} are sounds. Give HDF5 files with a "
                                 "'nervegram_meanrates' dataset")
             continue
         for model in nervegram:
-            shape = source.nervegram_shape
+            # TFRecord nervegrams are raw bytes: their shape depends on the model's layout.
+            shape = source.nervegram_shape_for(model.spec) if hasattr(source, "nervegram_shape_for") else source.nervegram_shape
             if shape is None:
                 raise PlanError(f"{model.name} takes nervegrams; {source.path} has no 'nervegram_meanrates' dataset")
             stored_binaural = len(shape) == 4
@@ -364,6 +365,8 @@ def _data_digest(catalog: Catalog) -> str:
     for source in catalog.sources:
         if isinstance(source, HDF5Source):
             digest.update(json.dumps(["hdf5", source.path, source.n]).encode())
+        elif not isinstance(source, AudioSource):
+            digest.update(json.dumps([source.kind, source.path, source.n]).encode())
         else:
             digest.update(json.dumps(["audio", source.paths]).encode())
     return digest.hexdigest()

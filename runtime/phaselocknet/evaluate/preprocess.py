@@ -7,7 +7,10 @@ resampler, whose output differs from ours by far less than the models' own noise
 optional level in dB SPL, then centre zero-padding or trimming to the model's input
 length (``strict_length`` turns a length mismatch into an error instead).
 Nervegrams: the spontaneous-rate groups the model's ``kwargs_custom_slice`` selects,
-then centre pad/trim along time; values are spikes/s and are never rescaled.
+then centre pad/trim along time, except that a localization model gets a longer nervegram
+whole and takes its excerpt itself (``excerpt``: uniform over the whole nervegram, as the
+authors' evaluation of their 13000-sample localization nervegrams did, or a fixed start);
+values are spikes/s and are never rescaled.
 """
 
 from __future__ import annotations
@@ -92,6 +95,10 @@ def _prepare_waveform(raw: RawExample, spec: InputSpec, options: Preprocessing) 
 
 def _prepare_nervegram(array: np.ndarray, spec: InputSpec, options: Preprocessing) -> np.ndarray:
     x = np.asarray(array, dtype=np.float32)
+    if x.ndim == 1:  # raw TFRecord bytes without a description: shaped by the model's layout
+        from .tfrecord_source import flat_nervegram
+
+        x = flat_nervegram(x, spec)
     spont_axis = 1 if spec.binaural else 0
     want_spont = spec.shape[spont_axis]
     if x.ndim != len(spec.shape):
@@ -104,4 +111,6 @@ def _prepare_nervegram(array: np.ndarray, spec: InputSpec, options: Preprocessin
         raise ValueError(f"nervegram has {x.shape[-1]} time bins; the model takes {spec.length}")
     if not np.all(np.isfinite(x)):
         raise ValueError("nervegram has NaN or Inf values")
-    return np.ascontiguousarray(centre_pad_or_trim(x, spec.length), dtype=np.float32)
+    if x.shape[-1] < spec.length or not spec.binaural:
+        x = centre_pad_or_trim(x, spec.length)
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -12,6 +12,8 @@ Source kinds:
   example), and for nervegram-input models ``nervegram_meanrates`` (n, freq, time,
   spont[, 2]) in spikes/s. Every other 1-D numeric dataset of length n becomes a
   metadata column.
+- TFRecord files (.tfrecords, .tfrecord; GZIP or not) of the authors' ``tf.train.Example``
+  records, one example each (``tfrecord_source``); scalar and string features are metadata.
 - WAV/FLAC files, one example each: named directly, by glob, by a folder (searched
   recursively) or by a list file (.txt/.lst/.list, one path per line, relative paths
   taken from the list's folder, blank lines and lines starting with # skipped).
@@ -108,7 +110,9 @@ class Catalog:
     def describe(self) -> list[dict]:
         described = []
         for source in self.sources:
-            if isinstance(source, HDF5Source):
+            if hasattr(source, "describe"):
+                described.append(source.describe())
+            elif isinstance(source, HDF5Source):
                 described.append({"kind": "hdf5", "path": source.path, "examples": source.n})
             else:
                 described.append({"kind": "audio", "first": source.paths[0], "examples": source.n})
@@ -128,6 +132,10 @@ def discover(arguments: list[str]) -> Catalog:
                     sources[-1].paths.append(path)
                 else:
                     sources.append(AudioSource([path]))
+            elif kind == "tfrecord":
+                from .tfrecord_source import inspect_tfrecord
+
+                sources.append(inspect_tfrecord(path, DataError))
             else:
                 sources.append(inspect_hdf5(path))
     catalog = Catalog([s for s in sources if s.n > 0], list(arguments))
@@ -171,8 +179,10 @@ def _classify(path: str, argument: str) -> tuple[str, str]:
         return "hdf5", path
     if suffix in AUDIO_SUFFIXES:
         return "audio", path
+    if suffix in (".tfrecords", ".tfrecord"):
+        return "tfrecord", path
     raise DataError(
-        f"--data {argument}: {path} is neither HDF5 ({', '.join(HDF5_SUFFIXES)}) nor audio "
+        f"--data {argument}: {path} is neither HDF5 ({', '.join(HDF5_SUFFIXES)}) nor TFRecord (.tfrecords) nor audio "
         f"({', '.join(AUDIO_SUFFIXES)}) nor a list of sounds ({', '.join(LIST_SUFFIXES)})"
     )
 
@@ -251,7 +261,7 @@ def inspect_hdf5(path: str) -> HDF5Source:
                 isinstance(item, h5py.Dataset)
                 and name not in INPUT_KEYS
                 and item.shape == (n,)
-                and item.dtype.kind in "biuf"
+                and item.dtype.kind in "biufSO"  # strings too (h5py: fixed 'S' or variable-length 'O')
             ):
                 metadata.append(name)
 
@@ -296,6 +306,8 @@ class Reader:
             source = self.catalog.sources[k]
             if isinstance(source, AudioSource):
                 out[position] = _read_audio_file(source.paths[index])
+            elif getattr(source, "kind", None) == "tfrecord":
+                out[position] = self._tfrecords().read(source, index, nervegram=self.nervegram)
             elif runs and runs[-1][0] == k and runs[-1][2] == index - 1:
                 runs[-1] = (k, runs[-1][1], index, runs[-1][3] + [position])
             else:
@@ -304,6 +316,13 @@ class Reader:
             for position, raw in zip(positions, self._read_hdf5_rows(self.catalog.sources[k], first, last + 1)):
                 out[position] = raw
         return out  # type: ignore[return-value]
+
+    def _tfrecords(self):
+        if getattr(self, "_tfrecord_reader", None) is None:
+            from .tfrecord_source import TFRecordReader
+
+            self._tfrecord_reader = TFRecordReader()
+        return self._tfrecord_reader
 
     def _handle(self, path: str):
         # h5py handles do not survive fork: a loader worker opens its own.
