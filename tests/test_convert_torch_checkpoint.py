@@ -224,4 +224,6 @@ def test_pt_conversion_needs_no_tensorflow(port_dir, tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "converted without tensorflow" in result.stdout
-    assert (tmp_path / "out" / "arch01.safetensors").is_file()
+    # A folder whose last three parts form a published id is converted under that id.
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.safetensors")] == [
+        f"{pr.FAMILIES['localization_nervegram']}.safetensors"]

@@ -15,7 +15,7 @@ Their names, for an arch.json layer ``L`` and a head ``H``:
 
 Their layouts are TF's transposed exactly as their ``util.load_tf_model_checkpoint`` does
 (4-D: HWIO -> OIHW, 2-D: transposed, else unchanged), so each tensor is put back in Keras
-layout and converted by the runtime's own table (``tf_to_torch_param``), the same code the
+layout and converted by the converter's own table (``keras_layout.tf_to_torch_param``), the same code the
 TensorFlow path uses: both sources give the same bundle tensors for the same weights.
 
 Reading: ``torch.load(weights_only=True)`` only, which unpickles nothing but tensors and
@@ -36,6 +36,7 @@ from phaselocknet.network import Network
 from phaselocknet.network.layers import BatchNorm, HanningPool2d
 
 from .errors import ConversionError
+from .keras_layout import tf_params, tf_to_torch_param
 from .mapping import keras_layers
 
 PT_NAME = "ckpt_BEST.pt"
@@ -78,7 +79,7 @@ def _expected_names(network: Network) -> dict[str, tuple[str, str, str]]:
     for layer in keras_layers(network):
         module = network.get_submodule(layer.arch_name)
         for tf_name in layer.variables:
-            torch_name = module.TF_PARAMS[tf_name]
+            torch_name = tf_params(module)[tf_name]
             if layer.head is not None:
                 port = f"head.{layer.head}.{HEAD_DENSE}.{torch_name}"
                 ours = f"{layer.arch_name}.{layer.head}.{torch_name}"
@@ -156,7 +157,7 @@ def torch_state_dict(network: Network, state: dict[str, torch.Tensor], path: str
         array = _port_to_keras_layout(tensor.detach().to(torch.float32).numpy())
         module = network.get_submodule(arch_name)
         try:
-            relative, converted = module.tf_to_torch_param(tf_name, array)
+            relative, converted = tf_to_torch_param(module, tf_name, array)
         except ValueError as error:
             raise ConversionError(
                 f"{path}: entry {port!r} of shape {list(tensor.shape)} does not fit arch.json layer "
