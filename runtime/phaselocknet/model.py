@@ -12,6 +12,7 @@ from torch import nn
 
 from .backend import DEFAULT_BACKEND, check_backend, set_backend
 from .labels import LOCALIZATION_HEAD, head_labels
+from .limits import check_model_config, check_network_size, config_errors
 from .network import build_network
 from .periphery import Cochlea
 
@@ -56,9 +57,8 @@ class PhaselocknetModel(nn.Module):
             raise ValueError(f"spikes={spikes!r}: use 'sample' (stochastic, as in the paper) or 'mean' (expected counts)")
         if not (excerpt == "random" or (isinstance(excerpt, (int, np.integer)) and not isinstance(excerpt, bool))):
             raise ValueError(f"excerpt={excerpt!r}: use 'random' or an int start offset in nerve samples")
-        for key in ("kwargs_cochlea", "n_classes_dict"):
-            if key not in config:
-                raise ValueError(f"config lacks {key!r}; pass the model's config.json")
+        # Bounds first: nothing below may allocate or loop on an unchecked value.
+        check_model_config(config, arch)
         self.config = copy.deepcopy(config)
         self.arch = copy.deepcopy(arch)
         self.model_id = model_id
@@ -69,12 +69,14 @@ class PhaselocknetModel(nn.Module):
         self.seed = seed
         self._generator = None if seed is None else torch.Generator().manual_seed(int(seed))
 
-        self.front_end = Cochlea(self.config["kwargs_cochlea"])
+        with config_errors("kwargs_cochlea"):
+            self.front_end = Cochlea(self.config["kwargs_cochlea"])
         self.input_kind = self.front_end.input_kind
         waveform = self.input_kind == "waveform"
         self.sample_rate = float(self.front_end.sr_input if waveform else self.front_end.sr_output)
         self.n_freq = self.front_end.n_freq if waveform else NERVEGRAM_N_FREQ
-        self.nerve_length, self.input_length = self._lengths()
+        with config_errors("arch.json"):
+            self.nerve_length, self.input_length = self._lengths()
 
         self.excerpt_length = EXCERPT_LENGTH if self.binaural and self.nerve_length > EXCERPT_LENGTH else None
         if self.excerpt_length is not None and excerpt != "random":
@@ -85,7 +87,10 @@ class PhaselocknetModel(nn.Module):
 
         channels = self.front_end.n_channels * (2 if self.binaural else 1)
         time = self.excerpt_length or self.nerve_length
-        self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads)
+        with config_errors("arch.json"):
+            # Sizes are totalled on the meta device (no memory) before the real build.
+            check_network_size(build_network(self.arch, (channels, self.n_freq, time), self.heads, device="meta"))
+            self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads)
         self.cnn_dtype = torch.float32
         self.set_backend(backend)
         if dtype is not None:
