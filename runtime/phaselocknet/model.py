@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from .backend import DEFAULT_BACKEND, check_backend, set_backend
+from .errors import InputError
+from .finite import refuse_nonfinite
 from .labels import LOCALIZATION_HEAD, head_labels
 from .limits import check_model_config, check_network_size, config_errors
 from .network import build_network
@@ -148,7 +150,10 @@ class PhaselocknetModel(nn.Module):
     def forward(self, x, example_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """Logits per head for a batch of inputs (see ``expected_input_shape``), float32."""
         logits = self.network(self.nerve_representation(x, example_seeds))
-        return {head: value.float() for head, value in logits.items()}
+        logits = {head: value.float() for head, value in logits.items()}
+        if not logits[next(iter(logits))].is_meta:
+            refuse_nonfinite(self, logits, x, example_seeds)  # NonFiniteOutputError naming the layer
+        return logits
 
     def activations(
         self, x, layers: Sequence[str], example_seeds: Sequence[int] | None = None
@@ -178,8 +183,13 @@ class PhaselocknetModel(nn.Module):
             x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor or numpy array, got {type(x).__name__}")
+        if x.is_complex():
+            raise InputError("input is complex: the model takes real pressures (pascals) or rates; pass the real part explicitly if that is what you mean")
         if not x.is_floating_point():
-            x = x.to(torch.float32)
+            raise InputError(
+                f"input has dtype {x.dtype}: integer samples are not pascals. Convert to float pascals "
+                "first, e.g. x / 32768 for int16 PCM (full scale = 1 Pa, as read_audio does), then set the level"
+            )
         expected = self.expected_input_shape()
         if tuple(x.shape[1:]) != expected or x.ndim != len(expected) + 1:
             what = ("binaural " if self.binaural else "mono ") + self.input_kind
@@ -190,11 +200,13 @@ class PhaselocknetModel(nn.Module):
                 hint = (f"; resample to {self.sample_rate:g} Hz and centre pad/trim to {self.input_length} samples "
                         "(phaselocknet.audio.prepare_waveform)")
             raise ValueError(f"expected a {what} of shape {layout} in {unit}, got {tuple(x.shape)}{hint}")
+        # Checked after the cast: a float64 1e300 is finite, its float32 value is not.
+        x = x.to(torch.float32)
         # Meta tensors (shape-only dry runs) have no values to check.
         if x.device.type != "meta" and not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
-            raise ValueError(f"input has NaN or Inf values in batch examples {bad[:10]}: clean or drop them")
-        return x.to(torch.float32)
+            raise InputError(f"input has NaN or Inf values (as float32, max ~3.4e38) in batch examples {bad[:10]}: clean or drop them")
+        return x
 
     def _generators(self, batch: int, device, example_seeds) -> list[torch.Generator] | None:
         """One random stream per example, on the input's device; None when nothing is random.

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..bundle import write_atomic
+from ..finite import first_nonfinite_layer, nonfinite_rows
 from .assemble import Part, assemble, read_sidecar, remove_outputs
 from .loader import Batch, BatchDataset, make_loader
 from .plan import ENSEMBLE, EvalOptions, Plan, PlanError, make_plan
@@ -142,13 +143,16 @@ def run_batch(plan: Plan, batch: Batch, seed: int) -> tuple[list[list[str]], dic
         for entry in (m for m in plan.models if m.spec == spec):
             seeds = [example_seed(seed, batch.examples[r], entry.key) for r in rows]
             logits, found = forward(entry, x, seeds, layers)
+            bad = _flag_nonfinite(entry, logits, x, seeds, rows, batch)
             for layer in layers:
                 acts[f"{entry.name}/{layer}"][rows] = found[layer].float().cpu().numpy()
             for head, values in logits.items():
                 p = torch.softmax(values.float(), dim=-1).cpu().numpy()
+                p[bad] = NAN_FILL
                 probs[f"{entry.name}/{head}"][rows] = p
                 column = np.full(n, -1, dtype=np.int64)
                 column[rows] = values.argmax(dim=-1).cpu().numpy()
+                column[np.asarray(rows)[bad]] = -1
                 preds[f"{entry.name}/{head}"] = column
     for head in plan.ensemble_heads:
         members = [probs[f"{m.name}/{head}"] for m in plan.models if head in m.model.heads]
@@ -173,6 +177,18 @@ def run_batch(plan: Plan, batch: Batch, seed: int) -> tuple[list[list[str]], dic
         row.append(batch.errors[i] or "")
         rows_out.append(row)
     return rows_out, probs, acts
+
+
+def _flag_nonfinite(entry, logits, x, seeds, rows, batch) -> list[int]:
+    """Rows (of this input group) whose logits are NaN/Inf, flagged in the error column."""
+    bad = nonfinite_rows(logits)
+    if bad:
+        layer = first_nonfinite_layer(entry.model, x[bad], [seeds[i] for i in bad])
+        message = f"{entry.name}: non-finite output (first at layer {layer})"
+        for i in bad:
+            r = rows[i]
+            batch.errors[r] = message if batch.errors[r] is None else f"{batch.errors[r]}; {message}"
+    return bad
 
 
 def _pred_cells(column: np.ndarray | None, i: int, labels: list[str] | None) -> list[str]:
