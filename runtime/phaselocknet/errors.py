@@ -37,3 +37,7 @@ class NonFiniteOutputError(PhaselocknetError):
         super().__init__(message)
         self.layer = layer
         self.examples = list(examples or [])
+
+
+class DeviceError(PhaselocknetError):
+    """The requested torch device does not exist or is not available to this torch build."""

@@ -13,7 +13,7 @@ import torch
 
 from .bundle import read_bundle, write_bundle
 from .errors import ConfigError
-from .materialize import build_on_meta, check_tensors, materialize
+from .materialize import build_on_meta, check_device, check_tensors, materialize
 from .model import PhaselocknetModel
 
 
@@ -36,6 +36,7 @@ def load(
     convolutions; the numerical reference). ``dtype``: the CNN's dtype (e.g.
     torch.bfloat16); the front end stays float32.
     """
+    map_location = check_device(map_location)
     bundle = read_bundle(path)
     # Structure on the meta device first: config, arch and tensors are checked before any
     # memory is allocated for them (see materialize).

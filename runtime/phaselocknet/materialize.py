@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import BundleError
+from .errors import BundleError, DeviceError
 from .model import PhaselocknetModel
 
 # The bundle format stores float32 only (docs/bundle_format.md).
@@ -47,10 +47,14 @@ def check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, to
 
 
 def materialize(model: PhaselocknetModel, tensors: dict[str, torch.Tensor]) -> PhaselocknetModel:
-    """Make a meta-built model real on the CPU, with exactly ``tensors`` as its weights."""
+    """Make a meta-built model real on the CPU, with exactly ``tensors`` as its weights
+    (the dict is emptied: each tensor is replaced by its aligned copy as it is moved in)."""
     from .periphery import Cochlea
 
-    model.network.load_state_dict(tensors, assign=True, strict=True)
+    # The reader's tensors are not 64-byte aligned; vectorised kernels then round differently
+    # from a freshly allocated model. Clone each (aligned) and let the unaligned one go.
+    aligned = {name: tensors.pop(name).clone() for name in list(tensors)}
+    model.network.load_state_dict(aligned, assign=True, strict=True)
     model.front_end = Cochlea(model.config["kwargs_cochlea"])
     _rebuild_meta_layers(model.network)
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
@@ -81,3 +85,18 @@ def _rebuild_meta_layers(network) -> None:
                     buffer_name.rpartition(".")[2], buffer, persistent=False
                 )
         previous = network.output_shapes[name]
+
+
+def check_device(map_location) -> torch.device:
+    """The device to load onto, refused up front (not as torch's AssertionError) when absent."""
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise DeviceError(f"map_location={map_location!r} is not a torch device ({error}); use 'cpu' or 'cuda'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"map_location={map_location!r}: this torch has no CUDA device available; use 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"map_location={map_location!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"map_location={map_location!r}: MPS is not available here; use 'cpu'")
+    return device
