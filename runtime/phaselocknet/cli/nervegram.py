@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..plot import plot_nervegrams
+from .run import _level
 
 # The four phase-locking limits (inner-hair-cell lowpass cutoffs, Hz) compared in the paper.
 IHC_CUTOFFS_HZ = (50, 320, 1000, 3000)
@@ -18,7 +19,7 @@ def add_parsers(sub) -> None:
     nerve = sub.add_parser("nervegram", help="auditory-nerve representation of a sound (front end only, no weights)")
     nerve.add_argument("sound", type=Path)
     nerve.add_argument("--variant", default="IHC3000", help="IHC0050, IHC0320, IHC1000 or IHC3000 (phase-locking limit)")
-    nerve.add_argument("--dbspl", type=float, default=None)
+    nerve.add_argument("--dbspl", type=_level, default=None, help="set the sound level (dB SPL, -30..150)")
     nerve.add_argument("-o", "--output", type=Path, required=True, help=".png (needs matplotlib) or .npy")
     nerve.set_defaults(func=cmd_nervegram)
 
@@ -49,15 +50,19 @@ def parse_variant(variant: str) -> float:
 
 
 def cmd_nervegram(args) -> int:
-    from ..audio import read_audio, resample, set_dbspl
+    from ..audio import check_playable, read_audio, resample, set_dbspl
+    from ..errors import NonFiniteOutputError
 
     cutoff = parse_variant(args.variant)
     waveform, rate = read_audio(args.sound)
+    check_playable(waveform, rate, str(args.sound))
     # The front end is monaural: a stereo file is mixed down.
     x = resample(waveform.mean(axis=0), rate, NERVEGRAM_SAMPLE_RATE)
     if args.dbspl is not None:
         x = set_dbspl(x, args.dbspl)
     counts, cfs = nerve_rates(x, cutoff)
+    if not np.all(np.isfinite(counts)):
+        raise NonFiniteOutputError(f"{args.sound}: the nerve representation has NaN/Inf values (is the level absurd?); nothing written")
     suffix = args.output.suffix.lower()
     if suffix == ".npy":
         _save_npy(args.output, counts)
