@@ -24,6 +24,10 @@ MIN_SAMPLE_RATE = 1_000.0
 # FIR lengths (s): published 0.05 s. With MAX_NUM_CF the filterbank's impulse responses
 # stay under 100 MB (float64) at the highest rate.
 MAX_FIR_SECONDS = 0.25
+# Shortest FIR (s): at least a few taps at the lowest rate.
+MIN_FIR_SECONDS = 0.001
+# Lowest CF / IHC cutoff (Hz): published 50 Hz and up; below 1 Hz the filters are all-zero.
+MIN_FREQUENCY = 1.0
 # Characteristic frequencies: published 50.
 MAX_NUM_CF = 256
 # Gammatone / IHC lowpass orders: published 4 (gammatone) and 7 (IHC; a Python loop of
@@ -132,11 +136,11 @@ def _check_cochlea(kw: Mapping, path: str) -> None:
     low = section(kw, "kwargs_fir_lowpass_filter_output", path)
     lp = f"{path}.kwargs_fir_lowpass_filter_output"
     if "cutoff" in low:
-        number(low["cutoff"], f"{lp}.cutoff", low=0.0, high=sr_out / 2, low_open=True)
+        number(low["cutoff"], f"{lp}.cutoff", low=MIN_FREQUENCY, high=sr_out / 2)
     if "order" in low:
         integer(low["order"], f"{lp}.order", low=1, high=MAX_FILTER_ORDER)
     if "fir_dur" in low:
-        number(low["fir_dur"], f"{lp}.fir_dur", low=0.0, high=MAX_FIR_SECONDS, low_open=True)
+        number(low["fir_dur"], f"{lp}.fir_dur", low=MIN_FIR_SECONDS, high=MAX_FIR_SECONDS)
     _check_rate_level(section(kw, "kwargs_sigmoid_rate_level_function", path), f"{path}.kwargs_sigmoid_rate_level_function")
     _check_spikes(section(kw, "kwargs_spike_generator_binomial", path), f"{path}.kwargs_spike_generator_binomial")
     cut = section(kw, "kwargs_custom_slice", path)
@@ -150,15 +154,15 @@ def _check_cochlea(kw: Mapping, path: str) -> None:
 def _check_filterbank(fb: Mapping, sr: float, path: str) -> None:
     nyquist = sr / 2
     if "fir_dur" in fb:
-        number(fb["fir_dur"], f"{path}.fir_dur", low=0.0, high=MAX_FIR_SECONDS, low_open=True)
+        number(fb["fir_dur"], f"{path}.fir_dur", low=MIN_FIR_SECONDS, high=MAX_FIR_SECONDS)
     if fb.get("cfs") is not None:
         cfs = fb["cfs"]
         if not isinstance(cfs, (list, tuple)):
             raise ConfigError(f"{path}.cfs must be null or a list of frequencies in Hz")
-        numbers(cfs, f"{path}.cfs", max_len=MAX_NUM_CF, low=0.0, high=nyquist, low_open=True)
+        numbers(cfs, f"{path}.cfs", max_len=MAX_NUM_CF, low=MIN_FREQUENCY, high=nyquist)
     else:
-        min_cf = number(fb.get("min_cf", 125.0), f"{path}.min_cf", low=0.0, high=nyquist, low_open=True)
-        max_cf = number(fb.get("max_cf", 8000.0), f"{path}.max_cf", low=0.0, high=nyquist, low_open=True)
+        min_cf = number(fb.get("min_cf", 125.0), f"{path}.min_cf", low=MIN_FREQUENCY, high=nyquist)
+        max_cf = number(fb.get("max_cf", 8000.0), f"{path}.max_cf", low=MIN_FREQUENCY, high=nyquist)
         if min_cf > max_cf:
             raise ConfigError(f"{path}: min_cf={min_cf:g} exceeds max_cf={max_cf:g}")
         integer(fb.get("num_cf", 50), f"{path}.num_cf", low=1, high=MAX_NUM_CF)
@@ -182,9 +186,8 @@ def _check_rate_level(rl: Mapping, path: str) -> None:
         # 0 dB would make the sigmoid's slope infinite (NaN rates).
         numbers(rl["dynamic_range"], f"{path}.dynamic_range", low=0.0, high=MAX_DB, low_open=True, **per)
     if "dynamic_range_interval" in rl:
-        value = number(rl["dynamic_range_interval"], f"{path}.dynamic_range_interval", low=0.0, high=1.0, low_open=True)
-        if value >= 1.0:
-            raise ConfigError(f"{path}.dynamic_range_interval={value!r} must be below 1")
+        # The sigmoid's slope is log-odds of (1 - interval) / 2: 0 at interval 0, infinite at 1.
+        number(rl["dynamic_range_interval"], f"{path}.dynamic_range_interval", low=0.01, high=0.9999)
 
 
 def _check_spikes(gen: Mapping, path: str) -> None:

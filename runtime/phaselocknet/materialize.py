@@ -3,8 +3,8 @@
 `hub.load` builds the model's structure on torch's meta device (shapes and dtypes, no
 memory, no random initialisation), checks the file's tensors against it by name, shape
 and dtype, and only then makes the model real: the file's tensors become the weights
-(``load_state_dict(assign=True)``: no second copy), and what is not stored in bundles
-(front-end filters, hpool windows: pure functions of the config) is computed on the CPU.
+(``load_state_dict(assign=True)``: no second copy), and the hpool windows (pure functions of the arch, not stored in bundles) are computed
+on the CPU.
 So a bundle whose arch asks for a 40000-unit layer costs nothing before it is refused.
 """
 
@@ -20,9 +20,9 @@ BUNDLE_DTYPE = torch.float32
 
 
 def build_on_meta(config: dict, arch: list, **options) -> PhaselocknetModel:
-    """The model's structure with every tensor on the meta device (validates config and arch)."""
-    with torch.device("meta"):
-        return PhaselocknetModel(config, arch, **options)
+    """The model with its CNN on the meta device (validates config and arch); the front end,
+    a pure function of the config, is built on the CPU as usual."""
+    return PhaselocknetModel(config, arch, network_device="meta", **options)
 
 
 def check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
@@ -49,13 +49,10 @@ def check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, to
 def materialize(model: PhaselocknetModel, tensors: dict[str, torch.Tensor]) -> PhaselocknetModel:
     """Make a meta-built model real on the CPU, with exactly ``tensors`` as its weights
     (the dict is emptied: each tensor is replaced by its aligned copy as it is moved in)."""
-    from .periphery import Cochlea
-
     # The reader's tensors are not 64-byte aligned; vectorised kernels then round differently
     # from a freshly allocated model. Clone each (aligned) and let the unaligned one go.
     aligned = {name: tensors.pop(name).clone() for name in list(tensors)}
     model.network.load_state_dict(aligned, assign=True, strict=True)
-    model.front_end = Cochlea(model.config["kwargs_cochlea"])
     _rebuild_meta_layers(model.network)
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:  # a layer kind with derived buffers that _rebuild_meta_layers does not know

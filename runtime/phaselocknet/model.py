@@ -52,7 +52,10 @@ class PhaselocknetModel(nn.Module):
         model_id: str | None = None,
         backend: str = DEFAULT_BACKEND,
         dtype: torch.dtype | None = None,
+        network_device: torch.device | str | None = None,
     ):
+        """``network_device="meta"`` builds the CNN's structure only (no memory, no random
+        init; the front end is built for real): `hub.load` then moves the file's weights in."""
         super().__init__()
         check_backend(backend)
         if spikes not in SPIKE_MODES:
@@ -92,7 +95,7 @@ class PhaselocknetModel(nn.Module):
         with config_errors("arch.json"):
             # Sizes are totalled on the meta device (no memory) before the real build.
             check_network_size(build_network(self.arch, (channels, self.n_freq, time), self.heads, device="meta"))
-            self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads)
+            self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads, device=network_device)
         self.cnn_dtype = torch.float32
         self.set_backend(backend)
         if dtype is not None:
