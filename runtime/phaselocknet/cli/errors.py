@@ -78,6 +78,7 @@ def describe(error: BaseException) -> str:
             errno.ENOSPC: "free some disk space or write elsewhere",
             errno.EDQUOT: "free some quota or write elsewhere",
             errno.ENOTDIR: "a path component is a file, not a folder: fix the path",
+            errno.EEXIST: "a path component is a file, not a folder: fix the path",
             errno.EROFS: "the file system is read-only: write elsewhere",
             errno.ENOENT: "check the path",
             errno.EISDIR: "that is a folder: name a file",
