@@ -237,3 +237,16 @@ def test_no_traceback_in_a_real_process(bundle, tmp_path):
     result = subprocess.run([sys.executable, "-m", "phaselocknet", "info", str(damaged)],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 5 and "Traceback" not in result.stderr and "checksum" in result.stderr
+
+
+def test_sampled_spikes_refuse_an_input_that_requires_grad(bundle):
+    # Binomial draws have no gradient: the input's grad would silently stay None.
+    model = phaselocknet.load(bundle, spikes="sample", seed=1)
+    x = (torch.randn(1, model.input_length) * 0.02).requires_grad_(True)
+    with pytest.raises(InputError, match="spikes='mean'"):
+        model(x)
+    with torch.no_grad():
+        assert torch.isfinite(model(x)["label_word_int"]).all()  # inference is unaffected
+    mean_model = phaselocknet.load(bundle, spikes="mean")
+    mean_model(x)["label_word_int"].sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

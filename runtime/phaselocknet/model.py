@@ -173,6 +173,12 @@ class PhaselocknetModel(nn.Module):
     def nerve_representation(self, x, example_seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Spike counts (batch, channels, freq, time) as fed to the CNN."""
         x = self.check_input(x)
+        if self.spikes == "sample" and x.requires_grad and torch.is_grad_enabled():
+            # Binomial draws have no gradient; torch would silently return None for x.grad.
+            raise InputError(
+                "the input requires grad, but spikes='sample' draws spike counts, which have no gradient: "
+                "load the model with spikes='mean' (expected counts, differentiable end to end)"
+            )
         generators = self._generators(x.shape[0], x.device, example_seeds)
         # A binaural input (batch, 2, ...) gives ear 0's channels then ear 1's.
         rates = self.front_end(x)
