@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..bundle import BundleError, file_sha256, read_metadata
+from .content import catalog_fingerprint
 from .preprocess import InputSpec, Preprocessing
 from .shards import model_key, shard_range
 from .sources import AudioSource, Catalog, DataError, HDF5Source, discover
@@ -318,6 +319,8 @@ def make_plan(options: EvalOptions) -> Plan:
         "bundles": [m.content_sha256 for m in models],
         "names": [m.name for m in models],
         "data": _data_digest(catalog),
+        # By content: a file changed between a kill and the rerun (or between shards) is refused.
+        "data_content": catalog_fingerprint(catalog),
         "examples": len(catalog),
         "columns": header,
         "spikes": options.spikes,
