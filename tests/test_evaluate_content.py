@@ -64,3 +64,15 @@ def test_eval_flags_non_finite_outputs(tmp_path):
         assert "non-finite output" in row["error"] and "block0_conv" in row["error"]
         predictions = [v for k, v in row.items() if "label_word_int" in k]
         assert predictions and all(v == "" for v in predictions)  # no "class 0"
+
+
+def test_stale_partials_of_a_killed_assembly_are_removed(setup):
+    tmp_path, bundle, data = setup
+    out = tmp_path / "out.csv"
+    stale = [tmp_path / ".out.csv.abc123.partial", tmp_path / ".out.json.def456.partial"]
+    for path in stale:
+        path.write_text("half-written")
+    keep = tmp_path / ".other.csv.x.partial"  # another output's: not ours to remove
+    keep.write_text("x")
+    assert main(["eval", str(bundle), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
+    assert not any(path.exists() for path in stale) and keep.exists()

@@ -43,6 +43,35 @@ def read_sidecar(path: Path) -> dict | None:
         return None
 
 
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders
+    finally:
+        os.close(fd)
+
+
+def remove_stale_partials(paths) -> list[Path]:
+    """Temporary files of a final assembly that was killed (the run's lock is held: none is live)."""
+    removed = []
+    for path in (paths.csv, paths.sidecar, paths.probs, paths.activations):
+        if path is not None:
+            for stale in Path(path).parent.glob(f".{Path(path).name}.*.partial"):
+                stale.unlink(missing_ok=True)
+                removed.append(stale)
+    return removed
+
+
 def remove_outputs(paths) -> None:
     for path in (paths.csv, paths.sidecar, paths.probs, paths.activations):
         if path is not None:
@@ -89,7 +118,9 @@ def assemble(parts: list[Part], paths, header: list[str], examples: range, *, pr
         write_json(tmp, sidecar)
         # The CSV goes last: its presence marks the whole output complete.
         for tmp, final in staged[1:] + staged[:1]:
+            _fsync(tmp)  # data on disk before the rename makes it visible
             os.replace(tmp, final)
+        _fsync_folder(paths.csv.parent)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import torch
 
 from ..bundle import write_atomic
 from ..finite import first_nonfinite_layer, nonfinite_rows
-from .assemble import Part, assemble, read_sidecar, remove_outputs
+from .assemble import Part, assemble, read_sidecar, remove_outputs, remove_stale_partials
 from .loader import Batch, BatchDataset, make_loader
 from .plan import ENSEMBLE, EvalOptions, Plan, PlanError, make_plan
 from .resume import ResumeError, WorkDir, fingerprint_differences
@@ -58,6 +58,7 @@ def evaluate(options: EvalOptions) -> Summary:
         raise PlanError(f"{paths.csv} exists from a different run ({why}); pass --overwrite to replace it or choose another --out")
     work.acquire()
     try:
+        remove_stale_partials(paths)  # left by a kill during final assembly
         if options.overwrite:
             remove_outputs(paths)
             work.remove()
