@@ -124,3 +124,25 @@ def test_module_entry_point_and_manifest_subcommand(tmp_path, capsys):
     assert help_text.returncode == 0 and "--word-labels" in help_text.stdout and "--strict" in help_text.stdout
     assert main(["manifest", str(tmp_path / "none")]) == 1
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_a_flipped_weight_byte_is_rewritten_and_the_manifest_pins_the_good_sha256(tree, tmp_path, capsys):
+    out = tmp_path / "bundles"
+    manifest = _published_manifest(tree, tmp_path / "m.json")
+    argv = [str(tree / GOOD[0]), "--root", str(tree), "--out", str(out), "--manifest", manifest]
+    assert main(argv) == 0
+    target = out / f"{GOOD[0]}.safetensors"
+    good_sha256 = _sha256(target)
+    data = bytearray(target.read_bytes())
+    data[8 + int.from_bytes(data[:8], "little") + 100] ^= 0x01  # a byte inside the first tensor
+    target.write_bytes(bytes(data))
+    assert _sha256(target) != good_sha256
+    capsys.readouterr()
+    # Its metadata (sources, converter version) still matches: only the checksum tells it is damaged.
+    assert main(argv) == 0
+    assert "1 converted, 0 up to date, 0 failed" in capsys.readouterr().out
+    # Conversion is deterministic (see --force above), so the rewrite restores the original bytes.
+    assert _sha256(target) == good_sha256
+    pinned = {e["id"]: e["bundle_sha256"] for e in json.loads((out / "manifest.json").read_text())["models"]}
+    assert pinned == {GOOD[0]: good_sha256}
+    assert verify_bundles(out).ok

@@ -155,7 +155,7 @@ def convert_main(argv: list[str]) -> int:
     if converted_entries:
         try:
             update_manifest(args.out / OUT_MANIFEST_NAME, converted_entries)
-        except ManifestError as error:
+        except (ManifestError, OSError) as error:  # OSError: lock timeout, unwritable, disk full
             print(f"phaselocknet-convert: error: cannot update {args.out / OUT_MANIFEST_NAME}: {error}", file=sys.stderr)
             return 1
     print(summary_table(results, args.out))

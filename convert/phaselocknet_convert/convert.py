@@ -13,7 +13,7 @@ import torch
 
 import phaselocknet
 from phaselocknet.atomic import atomic_path
-from phaselocknet.bundle import BundleError, file_sha256, read_metadata
+from phaselocknet.bundle import BundleError, file_sha256, read_bundle
 from phaselocknet.constants import ARCH_NAME, BUNDLE_SUFFIX, CONFIG_NAME
 from phaselocknet.labels import WORD_HEAD, read_word_labels
 
@@ -205,7 +205,8 @@ def _up_to_date(target: Path, sources: dict[str, str], labels: dict | None) -> b
     if not target.is_file():
         return False
     try:
-        metadata = read_metadata(target)
+        # The whole file, checksum included: a bundle with a flipped weight byte is rewritten.
+        metadata = read_bundle(target).metadata
         existing_sources = json.loads(metadata["source_sha256"])
     except (BundleError, ValueError):
         return False  # unreadable or foreign: convert again, replacing it

@@ -1,7 +1,7 @@
-"""The one exception type every conversion failure is reported as."""
+"""The one exception type every conversion failure is reported as (the project's family, see phaselocknet.errors)."""
 
 from __future__ import annotations
 
+from phaselocknet.errors import ConversionError
 
-class ConversionError(Exception):
-    """A model directory cannot be converted; the message names the file or layer and why."""
+__all__ = ["ConversionError"]

@@ -22,6 +22,7 @@ from phaselocknet.constants import ARCH_NAME, CONFIG_NAME
 from phaselocknet.verify import MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, ManifestError, read_manifest
 
 from .errors import ConversionError
+from .lock import DEFAULT_TIMEOUT_S, locked
 
 CHECKPOINT_INDEX = "ckpt_BEST.index"
 CHECKPOINT_PT = "ckpt_BEST.pt"
@@ -149,9 +150,15 @@ def write_manifest(path: str | os.PathLike, manifest: dict) -> Path:
     return path
 
 
-def update_manifest(path: str | os.PathLike, entries: list[dict]) -> Path:
-    """Add or replace ``entries`` (by id) in the manifest at ``path`` (created if absent), atomically."""
+def update_manifest(path: str | os.PathLike, entries: list[dict], *, timeout: float = DEFAULT_TIMEOUT_S) -> Path:
+    """Add or replace ``entries`` (by id) in the manifest at ``path`` (created if absent).
+
+    Read, update and write happen under the manifest's lock (``lock.py``), so
+    converters running side by side keep each other's entries; the write is atomic,
+    so a reader sees the old or the new manifest, never a mix.
+    """
     path = Path(path)
-    existing = read_manifest(path) if path.exists() else {}
-    existing.update({entry["id"]: entry for entry in entries})
-    return write_manifest(path, document(list(existing.values())))
+    with locked(path, timeout=timeout):
+        existing = read_manifest(path) if path.exists() else {}
+        existing.update({entry["id"]: entry for entry in entries})
+        return write_manifest(path, document(list(existing.values())))

@@ -17,6 +17,10 @@ from .version import __version__
 # public name -> module that defines it
 _PUBLIC = {
     "BundleError": ".bundle",
+    "ConfigError": ".errors",
+    "InputError": ".errors",
+    "NonFiniteOutputError": ".errors",
+    "PhaselocknetError": ".errors",
     "PhaselocknetModel": ".model",
     "from_config": ".model",
     "list_models": ".store",

@@ -43,9 +43,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, flushed to disk before the rename."""
+    """Write ``data`` to ``path`` atomically, flushed to disk before the rename and the
+    rename itself made durable (the folder fsynced)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    fsync_folder(Path(path).parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable: the folder's entry must reach the disk too."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform without folder descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the data itself is already synced
+    finally:
+        os.close(fd)

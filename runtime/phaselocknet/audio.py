@@ -9,11 +9,21 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import scipy.io.wavfile
 import scipy.signal
 
 from .constants import REFERENCE_PRESSURE_PA  # dB SPL re 20 uPa
+from .errors import InputError
+
+# Shortest sound worth classifying: 10 ms is about the ear's shortest integration time;
+# anything shorter (a 1-sample file) is a broken file, not a sound.
+MIN_SOUND_SECONDS = 0.01
+# Levels accepted for --dbspl / level_db: below -30 dB SPL nothing is audible; above 150 dB
+# SPL (630 Pa) the front end's sigmoids are long saturated and no model was trained there.
+DBSPL_RANGE = (-30.0, 150.0)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, float]:
@@ -27,15 +37,15 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, float]:
         raise FileNotFoundError(f"no sound file at {path}")
     if path.suffix.lower() == ".wav":
         try:
-            rate, data = scipy.io.wavfile.read(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", scipy.io.wavfile.WavFileWarning)
+                rate, data = scipy.io.wavfile.read(path)
         except Exception as error:  # scipy raises several types on malformed files
-            raise ValueError(f"{path}: cannot decode WAV ({type(error).__name__}: {error})") from error
-        if np.issubdtype(data.dtype, np.integer):
-            info = np.iinfo(data.dtype)
-            # 8-bit WAV is unsigned, centred on 128.
-            offset = (info.max + 1) // 2 if info.min == 0 else 0
-            data = (data.astype(np.float64) - offset) / float(info.max - offset + 1)
-        data = np.asarray(data, dtype=np.float64)
+            raise InputError(f"{path}: cannot decode WAV ({type(error).__name__}: {error})") from error
+        for warning in caught:
+            if "EOF" in str(warning.message):  # scipy returns what it found and only warns
+                raise InputError(f"{path}: truncated WAV ({warning.message}); re-export or re-copy the file")
+        data = pcm_to_float(data)
     else:
         try:
             import soundfile
@@ -46,7 +56,42 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, float]:
         except Exception as error:  # libsndfile errors surface as several types
             raise ValueError(f"{path}: cannot decode audio ({type(error).__name__}: {error})") from error
     data = data.T if data.ndim == 2 else data[np.newaxis]
+    if not (np.isfinite(rate) and rate > 0):
+        raise InputError(f"{path}: sample rate {rate} Hz in the header; the file is broken")
     return np.ascontiguousarray(data), float(rate)
+
+
+def pcm_to_float(data: np.ndarray) -> np.ndarray:
+    """Integer PCM scaled to [-1, 1) as float64 (full scale = 1 Pa); floats unchanged.
+
+    The one scaling of integer samples: WAV files, HDF5 'signal' datasets and the CLI all
+    use it, so 32767 in an int16 array is 1 Pa (94 dB SPL), never 32767 Pa.
+    """
+    data = np.asarray(data)
+    if np.iscomplexobj(data):
+        raise InputError("complex samples: sounds are real pressures; pass the real part explicitly if meant")
+    if np.issubdtype(data.dtype, np.integer):
+        info = np.iinfo(data.dtype)
+        # 8-bit WAV is unsigned, centred on 128.
+        offset = (info.max + 1) // 2 if info.min == 0 else 0
+        return (data.astype(np.float64) - offset) / float(info.max - offset + 1)
+    if data.dtype == np.bool_:
+        raise InputError("boolean samples are not a sound")
+    return np.asarray(data, dtype=np.float64)
+
+
+def check_playable(waveform: np.ndarray, rate: float, what: str = "sound") -> None:
+    """Refuse what a model cannot meaningfully hear: no samples, too short, non-finite."""
+    n = waveform.shape[-1]
+    if n == 0:
+        raise InputError(f"{what} is empty (0 samples)")
+    if n / rate < MIN_SOUND_SECONDS:
+        raise InputError(
+            f"{what} lasts {1000 * n / rate:.3g} ms ({n} samples at {rate:g} Hz); at least "
+            f"{1000 * MIN_SOUND_SECONDS:g} ms is needed for a meaningful result"
+        )
+    if not np.all(np.isfinite(waveform)):
+        raise InputError(f"{what} has NaN or Inf samples")
 
 
 def resample(waveform: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
@@ -79,10 +124,13 @@ def dbspl(waveform: np.ndarray) -> float:
 
 def set_dbspl(waveform: np.ndarray, level_db: float) -> np.ndarray:
     """Scale to ``level_db`` dB SPL (RMS over all channels jointly, so interaural level differences survive)."""
+    low, high = DBSPL_RANGE
+    if not (isinstance(level_db, (int, float)) and np.isfinite(level_db) and low <= level_db <= high):
+        raise InputError(f"level {level_db!r} dB SPL is outside [{low:g}, {high:g}]")
     x = waveform - waveform.mean(axis=-1, keepdims=True)
     rms = float(np.sqrt(np.mean(np.square(x))))
     if rms == 0:
-        raise ValueError("cannot set the level of a silent sound")
+        raise InputError("cannot set the level of a silent sound")
     return x * (REFERENCE_PRESSURE_PA * 10 ** (level_db / 20.0) / rms)
 
 
@@ -102,7 +150,7 @@ def prepare_waveform(
     (2, time) for binaural ones, float32. A mono sound for a binaural model is refused
     unless ``diotic`` (the same signal to both ears).
     """
-    x = np.asarray(waveform, dtype=np.float64)
+    x = pcm_to_float(waveform)
     if x.ndim == 1:
         x = x[np.newaxis]
     if x.ndim != 2:

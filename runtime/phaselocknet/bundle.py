@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from .atomic import write_atomic  # noqa: F401  (also the public name phaselocknet.bundle.write_atomic)
+from .errors import BundleError
 
 FORMAT_NAME = "phaselocknet-bundle"
 FORMAT_VERSION = "1"
@@ -43,10 +44,6 @@ _DTYPE_CODES = {
     torch.int64: "I64",
     torch.int32: "I32",
 }
-
-
-class BundleError(ValueError):
-    """A bundle file is missing, damaged, foreign or inconsistent."""
 
 
 @dataclass
@@ -167,6 +164,12 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
             f"{path} is not a readable safetensors file ({error}); it may be truncated or "
             "not a bundle: re-download or re-convert it"
         ) from error
+    # Before the digest (which only knows the stored dtypes): the format is float32 only.
+    foreign = [f"{name} ({tensor.dtype})" for name, tensor in tensors.items() if tensor.dtype != torch.float32]
+    if foreign:
+        raise BundleError(
+            f"{path}: bundles store float32 tensors only, found {', '.join(foreign[:4])}; re-convert the model"
+        )
     if content_digest(metadata, tensors) != metadata["content_sha256"]:
         raise BundleError(
             f"{path}: content checksum mismatch: the file was modified or corrupted after it "
@@ -177,8 +180,16 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         arch = json.loads(metadata["arch_json"])
         labels = json.loads(metadata["labels_json"]) if "labels_json" in metadata else None
         source_sha256 = json.loads(metadata["source_sha256"])
-    except json.JSONDecodeError as error:
-        raise BundleError(f"{path}: metadata holds invalid JSON ({error})") from error
+    except (json.JSONDecodeError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than Python's parser goes (no real config is).
+        raise BundleError(f"{path}: metadata holds invalid JSON ({type(error).__name__}: {error}); re-convert the model") from error
+    if not isinstance(config, dict) or not isinstance(arch, list):
+        raise BundleError(
+            f"{path}: metadata config_json must be a JSON object and arch_json a list, got "
+            f"{type(config).__name__} and {type(arch).__name__}; re-convert the model"
+        )
+    if labels is not None and not isinstance(labels, dict) or not isinstance(source_sha256, dict):
+        raise BundleError(f"{path}: metadata labels_json and source_sha256 must be JSON objects; re-convert the model")
     return Bundle(
         path=path,
         model_id=metadata["model_id"],

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
-from .bundle import BundleError, read_bundle, write_bundle
-from .model import PhaselocknetModel, from_config
+from .bundle import read_bundle, write_bundle
+from .errors import ConfigError
+from .materialize import build_on_meta, check_device, check_tensors, materialize
+from .model import PhaselocknetModel
 from .store import resolve_bundle
 
 
@@ -39,28 +41,22 @@ def load(
     "sound_localization/simplified_IHC3000/arch01" looked up in the model store
     (``phaselocknet.store``: ``$PHASELOCKNET_HOME/<task>/<variant>/<arch>.safetensors``).
     """
+    map_location = check_device(map_location)
     path = resolve_bundle(path)
     bundle = read_bundle(path)
-    model = from_config(
-        bundle.config, bundle.arch, spikes=spikes, excerpt=excerpt, seed=seed,
-        labels=bundle.labels, model_id=bundle.model_id, backend=backend, dtype=dtype,
-    )
-    expected = model.network.state_dict()
-    missing = sorted(set(expected) - set(bundle.tensors))
-    unexpected = sorted(set(bundle.tensors) - set(expected))
-    if missing or unexpected:
-        raise BundleError(
-            f"{path}: tensors do not match its arch.json (missing: {missing[:8]}, unexpected: {unexpected[:8]}); "
-            "re-convert the model"
+    # Structure on the meta device first: config, arch and tensors are checked before any
+    # memory is allocated for them (see materialize).
+    try:
+        model = build_on_meta(
+            bundle.config, bundle.arch, spikes=spikes, excerpt=excerpt, seed=seed,
+            labels=bundle.labels, model_id=bundle.model_id, backend=backend,
         )
-    wrong = [
-        f"{name} {tuple(bundle.tensors[name].shape)} vs {tuple(tensor.shape)}"
-        for name, tensor in expected.items()
-        if tuple(bundle.tensors[name].shape) != tuple(tensor.shape)
-    ]
-    if wrong:
-        raise BundleError(f"{path}: tensor shapes do not match its arch.json: {wrong[:8]}; re-convert the model")
-    model.network.load_state_dict({name: bundle.tensors[name].to(torch.float32) for name in expected})
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error
+    check_tensors(path, model.network.state_dict(), bundle.tensors)
+    model = materialize(model, bundle.tensors)
+    if dtype is not None:
+        model.to_cnn_dtype(dtype)
     return model.to(map_location)
 
 

@@ -13,7 +13,10 @@ from torch import nn
 
 from .constants import BACKENDS, NERVEGRAM_N_FREQ, SPIKE_MODES
 from .fast import FastExecutor, stamps_equal, weights_stamp
+from .errors import InputError
+from .finite import refuse_nonfinite
 from .labels import LOCALIZATION_HEAD, head_labels
+from .limits import check_model_config, check_network_size, config_errors
 from .network import build_network
 from .periphery import Cochlea
 
@@ -54,16 +57,18 @@ class PhaselocknetModel(nn.Module):
         model_id: str | None = None,
         backend: str = DEFAULT_BACKEND,
         dtype: torch.dtype | None = None,
+        network_device: torch.device | str | None = None,
     ):
+        """``network_device="meta"`` builds the CNN's structure only (no memory, no random
+        init; the front end is built for real): `hub.load` then moves the file's weights in."""
         super().__init__()
         check_backend(backend)
         if spikes not in SPIKE_MODES:
             raise ValueError(f"spikes={spikes!r}: use 'sample' (stochastic, as in the paper) or 'mean' (expected counts)")
         if not (excerpt == "random" or (isinstance(excerpt, (int, np.integer)) and not isinstance(excerpt, bool))):
             raise ValueError(f"excerpt={excerpt!r}: use 'random' or an int start offset in nerve samples")
-        for key in ("kwargs_cochlea", "n_classes_dict"):
-            if key not in config:
-                raise ValueError(f"config lacks {key!r}; pass the model's config.json")
+        # Bounds first: nothing below may allocate or loop on an unchecked value.
+        check_model_config(config, arch)
         self.config = copy.deepcopy(config)
         self.arch = copy.deepcopy(arch)
         self.model_id = model_id
@@ -74,12 +79,14 @@ class PhaselocknetModel(nn.Module):
         self.seed = seed
         self._generator = None if seed is None else torch.Generator().manual_seed(int(seed))
 
-        self.front_end = Cochlea(self.config["kwargs_cochlea"])
+        with config_errors("kwargs_cochlea"):
+            self.front_end = Cochlea(self.config["kwargs_cochlea"])
         self.input_kind = self.front_end.input_kind
         waveform = self.input_kind == "waveform"
         self.sample_rate = float(self.front_end.sr_input if waveform else self.front_end.sr_output)
         self.n_freq = self.front_end.n_freq if waveform else NERVEGRAM_N_FREQ
-        self.nerve_length, self.input_length = self._lengths()
+        with config_errors("arch.json"):
+            self.nerve_length, self.input_length = self._lengths()
 
         self.excerpt_length = EXCERPT_LENGTH if self.binaural and self.nerve_length > EXCERPT_LENGTH else None
         if self.excerpt_length is not None and excerpt != "random":
@@ -90,7 +97,10 @@ class PhaselocknetModel(nn.Module):
 
         channels = self.front_end.n_channels * (2 if self.binaural else 1)
         time = self.excerpt_length or self.nerve_length
-        self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads)
+        with config_errors("arch.json"):
+            # Sizes are totalled on the meta device (no memory) before the real build.
+            check_network_size(build_network(self.arch, (channels, self.n_freq, time), self.heads, device="meta"))
+            self.network = build_network(self.arch, (channels, self.n_freq, time), self.heads, device=network_device)
         self.backend = backend
         self._fast: FastExecutor | None = None  # see _executor
         if dtype is not None:
@@ -171,6 +181,8 @@ class PhaselocknetModel(nn.Module):
     def forward(self, x, example_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """Logits per head for a batch of inputs (see ``expected_input_shape``), float32."""
         logits, _ = self._run(x, (), example_seeds)
+        if not logits[next(iter(logits))].is_meta:
+            refuse_nonfinite(self, logits, x, example_seeds)  # NonFiniteOutputError naming the layer
         return logits
 
     @property
@@ -230,6 +242,12 @@ class PhaselocknetModel(nn.Module):
     def nerve_representation(self, x, example_seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Spike counts (batch, channels, freq, time) as fed to the CNN."""
         x = self.check_input(x)
+        if self.spikes == "sample" and x.requires_grad and torch.is_grad_enabled():
+            # Binomial draws have no gradient; torch would silently return None for x.grad.
+            raise InputError(
+                "the input requires grad, but spikes='sample' draws spike counts, which have no gradient: "
+                "load the model with spikes='mean' (expected counts, differentiable end to end)"
+            )
         return self._nerve(x, example_seeds, self._executor(x))
 
     def _nerve(self, x: torch.Tensor, example_seeds, executor: FastExecutor | None) -> torch.Tensor:
@@ -249,8 +267,13 @@ class PhaselocknetModel(nn.Module):
             x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor or numpy array, got {type(x).__name__}")
+        if x.is_complex():
+            raise InputError("input is complex: the model takes real pressures (pascals) or rates; pass the real part explicitly if that is what you mean")
         if not x.is_floating_point():
-            x = x.to(torch.float32)
+            raise InputError(
+                f"input has dtype {x.dtype}: integer samples are not pascals. Convert to float pascals "
+                "first, e.g. x / 32768 for int16 PCM (full scale = 1 Pa, as read_audio does), then set the level"
+            )
         expected = self.expected_input_shape()
         longer = x.ndim == len(expected) + 1 and x.shape[-1] > expected[-1]
         if tuple(x.shape[1:-1]) != expected[:-1] or x.ndim != len(expected) + 1 or (x.shape[-1] < expected[-1]):
@@ -266,11 +289,13 @@ class PhaselocknetModel(nn.Module):
             latest = x.shape[-1] - expected[-1]
             if not 0 <= self.excerpt <= latest:
                 raise ValueError(f"excerpt={self.excerpt} does not fit a {x.shape[-1]}-sample input: use 0..{latest}")
+        # Checked after the cast: a float64 1e300 is finite, its float32 value is not.
+        x = x.to(torch.float32)
         # Meta tensors (shape-only dry runs) have no values to check.
         if x.device.type != "meta" and not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
-            raise ValueError(f"input has NaN or Inf values in batch examples {bad[:10]}: clean or drop them")
-        return x.to(torch.float32)
+            raise InputError(f"input has NaN or Inf values (as float32, max ~3.4e38) in batch examples {bad[:10]}: clean or drop them")
+        return x
 
     def _generators(self, batch: int, device, example_seeds, longer: bool = False) -> list[torch.Generator] | None:
         """One random stream per example, on the input's device; None when nothing is random.

@@ -68,8 +68,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
         document = json.loads(path.read_text())
     except FileNotFoundError:
         raise ManifestError(f"no manifest at {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ManifestError(f"{path}: not readable JSON ({error})") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ManifestError(f"{path}: not readable JSON ({type(error).__name__}: {error})") from error
     if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{path}: not a phaselocknet manifest (expected \"format\": \"{MANIFEST_FORMAT}\")")
     if document.get("format_version") != MANIFEST_FORMAT_VERSION:
@@ -78,6 +78,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
             f"version {MANIFEST_FORMAT_VERSION}"
         )
     entries: dict[str, dict] = {}
+    if not isinstance(document.get("models", []), list):
+        raise ManifestError(f"{path}: \"models\" must be a list of entries, got {document.get('models')!r:.80}")
     for entry in document.get("models", []):
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             raise ManifestError(f"{path}: every entry of \"models\" needs a string \"id\", got {entry!r:.200}")

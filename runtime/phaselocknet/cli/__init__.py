@@ -20,11 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        print(f"phaselocknet {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    from .errors import run_command
+
+    return run_command(args)
 
 
 def configure_logging(verbosity: int) -> None:

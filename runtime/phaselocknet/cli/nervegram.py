@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .run import _level
+
 log = logging.getLogger(__name__)
 
 # The four phase-locking limits (inner-hair-cell lowpass cutoffs, Hz) compared in the paper.
@@ -57,7 +59,8 @@ def add_parsers(sub) -> None:
                        help="whose front end: speech (word/speaker models: 20 kHz input, CFs to 8 kHz; default) "
                             "or localization (50 kHz, CFs to 16 kHz)")
     nerve.add_argument("--variant", default="IHC3000", help="IHC0050, IHC0320, IHC1000 or IHC3000 (phase-locking limit)")
-    nerve.add_argument("--dbspl", type=float, default=None, help="set the sound level first (default: samples are pascals)")
+    nerve.add_argument("--dbspl", type=_level, default=None,
+                       help="set the sound level first (dB SPL, -30..150; default: samples are pascals)")
     nerve.add_argument("-o", "--output", type=Path, required=True, help=".npy (rates), or .png/.pdf/.svg (needs matplotlib)")
     nerve.set_defaults(func=cmd_nervegram)
 
@@ -97,15 +100,19 @@ def mean_rate(rates: np.ndarray) -> np.ndarray:
 def cmd_nervegram(args) -> int:
     import numpy as np
 
-    from ..audio import read_audio
+    from ..audio import check_playable, read_audio
+    from ..errors import NonFiniteOutputError
     from ..plot import plot_nervegrams
 
     suffix = args.output.suffix.lower()
     if suffix not in (".npy", ".png", ".pdf", ".svg"):
         raise ValueError(f"-o {args.output}: use a .npy, .png, .pdf or .svg file name")
     waveform, rate = read_audio(args.sound)
+    check_playable(waveform, rate, str(args.sound))
     # The front end is monaural: a stereo file is mixed down.
     gram = NERVEGRAM_MODELS[args.model](args, waveform.mean(axis=0), rate)
+    if not np.all(np.isfinite(gram.rates)):
+        raise NonFiniteOutputError(f"{args.sound}: the nerve representation has NaN/Inf values (is the level absurd?); nothing written")
     if suffix == ".npy":
         _save_npy(args.output, gram.rates.astype(np.float32))
     else:

@@ -12,12 +12,15 @@ def add_parsers(sub) -> None:
                      help="bundle path, model id (task/variant/arch) or variant id (task/variant: the ensemble "
                           "of its architectures, mean probability)")
     run.add_argument("sound", type=Path, help="WAV (or FLAC with soundfile installed)")
-    run.add_argument("--top", type=int, default=5, help="classes to print per head (default 5)")
-    run.add_argument("--dbspl", type=float, default=None, help="set the sound level (dB SPL) before running; default: samples are pascals")
+    run.add_argument("--top", type=_at_least_one, default=5, help="classes to print per head (default 5, at least 1)")
+    run.add_argument("--dbspl", type=_level, default=None,
+                     help="set the sound level (dB SPL, -30..150) before running; default: samples are pascals")
     run.add_argument("--diotic", action="store_true", help="play a mono sound to both ears of a binaural model")
     run.add_argument("--spikes", choices=("sample", "mean"), default="sample")
-    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--seed", type=int, default=None, help="seed of the spike sampling and excerpt (printed when not given)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    run.add_argument("--excerpt", type=_excerpt, default="random",
+                     help="localization models: 'random' (default) or the start of the 10000-sample nerve excerpt")
     run.add_argument("--json", action="store_true", help="print JSON instead of a table")
     run.set_defaults(func=cmd_run)
 
@@ -26,16 +29,65 @@ def add_parsers(sub) -> None:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
 
+
+def _at_least_one(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _level(text: str) -> float:
+    import argparse
+
+    from ..audio import DBSPL_RANGE
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not DBSPL_RANGE[0] <= value <= DBSPL_RANGE[1]:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be within {DBSPL_RANGE[0]:g}..{DBSPL_RANGE[1]:g} dB SPL")
+    return value
+
+
+def _excerpt(text: str):
+    import argparse
+
+    if text == "random":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use 'random' or an integer offset in nerve samples") from None
+
+
+def _say(message: str) -> None:
+    import sys
+
+    print(f"phaselocknet run: {message}", file=sys.stderr)
+
+
 def cmd_run(args) -> int:
+    import secrets
+
     import torch
 
     import phaselocknet
-    from ..audio import prepare_waveform, read_audio
+    from ..audio import check_playable, prepare_waveform, read_audio
     from ..labels import format_label
 
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    if args.seed is None and (args.spikes == "sample" or args.excerpt == "random"):
+        _say(f"seed {seed} (pass --seed {seed} to repeat this result)")
     from ..store import is_model_id
 
-    options = {"spikes": args.spikes, "seed": args.seed, "map_location": args.device}
+    options = {"spikes": args.spikes, "seed": seed, "excerpt": args.excerpt, "map_location": args.device}
     if is_model_id(args.bundle) and args.bundle.count("/") == 1 and not Path(args.bundle).exists():
         model = phaselocknet.load_ensemble(args.bundle, **options)
     else:
@@ -43,6 +95,13 @@ def cmd_run(args) -> int:
     if model.input_kind != "waveform":
         raise ValueError(f"{args.bundle} takes nervegrams, not sounds: use `phaselocknet eval` with an HDF5 nervegram_meanrates dataset")
     waveform, rate = read_audio(args.sound)
+    check_playable(waveform, rate, f"{args.sound}")
+    if rate != model.sample_rate:
+        _say(f"resampling {rate:g} Hz -> {model.sample_rate:g} Hz")
+    n_model = round(waveform.shape[-1] * model.sample_rate / rate)
+    if n_model != model.input_length:
+        how = "trimming the centre" if n_model > model.input_length else "zero-padding both ends"
+        _say(f"{n_model} samples -> {model.input_length} ({how}; the model hears {model.input_length / model.sample_rate:g} s)")
     x = prepare_waveform(
         waveform, rate, sample_rate=model.sample_rate, length=model.input_length,
         binaural=model.binaural, level_db=args.dbspl, diotic=args.diotic,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import fsync_folder
+
 from .writers import (
     iter_array_blocks,
     temporary_path,
@@ -41,6 +43,23 @@ def read_sidecar(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+
+def remove_stale_partials(paths) -> list[Path]:
+    """Temporary files of a final assembly that was killed (the run's lock is held: none is live)."""
+    removed = []
+    for path in (paths.csv, paths.sidecar, paths.probs, paths.activations):
+        if path is not None:
+            for stale in Path(path).parent.glob(f".{Path(path).name}.*.partial"):
+                stale.unlink(missing_ok=True)
+                removed.append(stale)
+    return removed
 
 
 def remove_outputs(paths) -> None:
@@ -89,7 +108,9 @@ def assemble(parts: list[Part], paths, header: list[str], examples: range, *, pr
         write_json(tmp, sidecar)
         # The CSV goes last: its presence marks the whole output complete.
         for tmp, final in staged[1:] + staged[:1]:
+            _fsync(tmp)  # data on disk before the rename makes it visible
             os.replace(tmp, final)
+        fsync_folder(paths.csv.parent)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import torch
 from ..bundle import BundleError, file_sha256, read_metadata
 from ..sharing import share_key
 from ..store import expand_model_argument
+from .content import catalog_fingerprint
 from .preprocess import InputSpec, Preprocessing
 from .shards import model_key, shard_range
 from .sources import AudioSource, Catalog, DataError, HDF5Source, discover
@@ -327,6 +328,8 @@ def make_plan(options: EvalOptions) -> Plan:
         "bundles": [m.content_sha256 for m in models],
         "names": [m.name for m in models],
         "data": _data_digest(catalog),
+        # By content: a file changed between a kill and the rerun (or between shards) is refused.
+        "data_content": catalog_fingerprint(catalog),
         "examples": len(catalog),
         "columns": header,
         "spikes": options.spikes,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import centre_pad_or_trim, prepare_waveform, resample
+from ..audio import centre_pad_or_trim, pcm_to_float, prepare_waveform, resample
 from .sources import RawExample
 
 
@@ -71,7 +71,7 @@ def prepare(raw: RawExample, spec: InputSpec, options: Preprocessing) -> np.ndar
 
 
 def _prepare_waveform(raw: RawExample, spec: InputSpec, options: Preprocessing) -> np.ndarray:
-    x = np.asarray(raw.array, dtype=np.float64)
+    x = pcm_to_float(raw.array)  # integer samples scaled as in WAV files (full scale = 1 Pa)
     if x.shape[-1] == 0:
         raise ValueError("empty sound (0 samples)")
     if not np.all(np.isfinite(x)):
@@ -104,7 +104,11 @@ def _prepare_nervegram(array: np.ndarray, spec: InputSpec, options: Preprocessin
     if x.ndim != len(spec.shape):
         raise ValueError(f"nervegram has {x.ndim} axes, the model takes {spec.describe()}")
     if x.shape[spont_axis] != want_spont and spec.spont_slice is not None:
-        x = np.take(x, range(*spec.spont_slice), axis=spont_axis)
+        wanted = range(*spec.spont_slice)
+        if len(wanted) and max(wanted) >= x.shape[spont_axis]:
+            raise ValueError(f"nervegram has {x.shape[spont_axis]} spont-rate groups; the model takes "
+                             f"groups {list(wanted)} of {spec.describe()}")
+        x = np.take(x, wanted, axis=spont_axis)
     if x.shape[:-1] != spec.shape[:-1]:
         raise ValueError(f"nervegram of shape {x.shape} (ours, time last) does not fit {spec.describe()}")
     if options.strict_length and x.shape[-1] != spec.length:

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..bundle import write_atomic
-from .assemble import Part, assemble, read_sidecar, remove_outputs
+from ..finite import first_nonfinite_layer, nonfinite_rows
+from .assemble import Part, assemble, read_sidecar, remove_outputs, remove_stale_partials
 from .loader import Batch, BatchDataset, make_loader
 from .plan import EvalOptions, Plan, PlanError, make_plan
 from .resume import ResumeError, WorkDir, fingerprint_differences
@@ -57,6 +58,7 @@ def evaluate(options: EvalOptions) -> Summary:
         raise PlanError(f"{paths.csv} exists from a different run ({why}); pass --overwrite to replace it or choose another --out")
     work.acquire()
     try:
+        remove_stale_partials(paths)  # left by a kill during final assembly
         if options.overwrite:
             remove_outputs(paths)
             work.remove()
@@ -149,13 +151,16 @@ def run_batch(plan: Plan, batch: Batch, seed: int) -> tuple[list[list[str]], dic
             else:
                 nerve = shared[entry.share_key] = front_end(entry, x, seeds)
             logits, found = forward(entry, nerve, layers)
+            bad = _flag_nonfinite(entry, logits, x, seeds, rows, batch)
             for layer in layers:
                 acts[f"{entry.name}/{layer}"][rows] = found[layer].float().cpu().numpy()
             for head, values in logits.items():
                 p = torch.softmax(values.float(), dim=-1).cpu().numpy()
+                p[bad] = NAN_FILL
                 probs[f"{entry.name}/{head}"][rows] = p
                 column = np.full(n, -1, dtype=np.int64)
                 column[rows] = values.argmax(dim=-1).cpu().numpy()
+                column[np.asarray(rows)[bad]] = -1
                 preds[f"{entry.name}/{head}"] = column
     ensemble = plan.options.ensemble_name
     for head in plan.ensemble_heads:
@@ -181,6 +186,18 @@ def run_batch(plan: Plan, batch: Batch, seed: int) -> tuple[list[list[str]], dic
         row.append(batch.errors[i] or "")
         rows_out.append(row)
     return rows_out, probs, acts
+
+
+def _flag_nonfinite(entry, logits, x, seeds, rows, batch) -> list[int]:
+    """Rows (of this input group) whose logits are NaN/Inf, flagged in the error column."""
+    bad = nonfinite_rows(logits)
+    if bad:
+        layer = first_nonfinite_layer(entry.model, x[bad], [seeds[i] for i in bad])
+        message = f"{entry.name}: non-finite output (first at layer {layer})"
+        for i in bad:
+            r = rows[i]
+            batch.errors[r] = message if batch.errors[r] is None else f"{batch.errors[r]}; {message}"
+    return bad
 
 
 def _pred_cells(column: np.ndarray | None, i: int, labels: list[str] | None) -> list[str]:
