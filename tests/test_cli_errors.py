@@ -66,23 +66,23 @@ def test_output_under_a_file(tmp_path, capsys):
 
 
 def test_unwritable_output(tmp_path, capsys, monkeypatch):
-    import phaselocknet.bundle as bundle_module
+    import phaselocknet.atomic as atomic_module
 
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "ro"))
 
-    monkeypatch.setattr(bundle_module.tempfile, "mkstemp", refuse)  # as root, chmod does not stop writes
+    monkeypatch.setattr(atomic_module.tempfile, "mkstemp", refuse)  # as root, chmod does not stop writes
     check(capsys, ["nervegram", wav(tmp_path / "a.wav", sound(2000)), "-o", tmp_path / "ro" / "o.npy"], 8,
           "Permission denied; choose a folder you can write to")
 
 
 def test_disk_full(tmp_path, capsys, monkeypatch):
-    import phaselocknet.bundle as bundle_module
+    import phaselocknet.atomic as atomic_module
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(bundle_module.os, "fsync", full)
+    monkeypatch.setattr(atomic_module.os, "fsync", full)
     out = tmp_path / "o.npy"
     check(capsys, ["nervegram", wav(tmp_path / "a.wav", sound(2000)), "-o", out], 8, "No space left.*free some disk space")
     assert not out.exists() and not list(tmp_path.glob("*.partial"))

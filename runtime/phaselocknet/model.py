@@ -242,15 +242,15 @@ class PhaselocknetModel(nn.Module):
     def nerve_representation(self, x, example_seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Spike counts (batch, channels, freq, time) as fed to the CNN."""
         x = self.check_input(x)
+        return self._nerve(x, example_seeds, self._executor(x))
+
+    def _nerve(self, x: torch.Tensor, example_seeds, executor: FastExecutor | None) -> torch.Tensor:
         if self.spikes == "sample" and x.requires_grad and torch.is_grad_enabled():
             # Binomial draws have no gradient; torch would silently return None for x.grad.
             raise InputError(
                 "the input requires grad, but spikes='sample' draws spike counts, which have no gradient: "
                 "load the model with spikes='mean' (expected counts, differentiable end to end)"
             )
-        return self._nerve(x, example_seeds, self._executor(x))
-
-    def _nerve(self, x: torch.Tensor, example_seeds, executor: FastExecutor | None) -> torch.Tensor:
         longer = x.shape[-1] > self.input_length
         generators = self._generators(x.shape[0], x.device, example_seeds, longer)
         if longer:
