@@ -1,4 +1,4 @@
-"""``phaselocknet verify [PATH] [--manifest M] [--id PATTERN ... | --expect-all]``: are these the bundles they claim to be?
+"""``phaselocknet verify PATH [--manifest M] [--id PATTERN ... | --expect-all]``: are these the bundles they claim to be?
 
 PATH is one bundle or a folder of them (searched recursively). Each bundle is judged by
 its content, whatever its file name: its own content checksum, then the SHA-256 of the
