@@ -61,20 +61,39 @@ def _header_length(path) -> int:
     return 8 + int.from_bytes(path.read_bytes()[:8], "little")
 
 
+def _status(report) -> dict:
+    return {check.model_id: check.status for check in report.checks}
+
+
+def _resign(path, new_model_id=None) -> None:
+    """Change a weight and recompute content_sha256, as an attacker would: a self-consistent bundle."""
+    bundle = phaselocknet.bundle.read_bundle(path)
+    tensors = dict(bundle.tensors)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1.0
+    metadata = {k: v for k, v in bundle.metadata.items() if k != "content_sha256"}
+    if new_model_id is not None:
+        metadata["model_id"] = new_model_id
+    metadata["content_sha256"] = phaselocknet.bundle.content_digest(metadata, tensors)
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    phaselocknet.bundle.read_bundle(path)  # passes every internal check
+
+
 def test_intact_directory_verifies(bundle_dir):
     report = verify_bundles(bundle_dir)
-    assert report.ok, report.to_dict()
-    assert sorted(report.checked) == sorted(IDS)
+    assert report.ok and report.exit_status == 0, report.to_dict()
+    assert sorted(report.ids("intact")) == sorted(IDS)
 
 
 def test_flipped_tensor_byte_is_caught(bundle_dir):
     path = bundle_dir / f"{IDS[0]}.safetensors"
     _flip(path, _header_length(path) + 100)  # inside the first tensor's data
     report = verify_bundles(bundle_dir)
-    assert not report.ok
-    assert [model_id for model_id, _ in report.corrupt] == [IDS[0]]
-    assert "checksum" in report.corrupt[0][1]
-    assert report.checked == [IDS[1]]
+    assert report.failed and report.exit_status == 1
+    assert _status(report) == {IDS[0]: "corrupt", IDS[1]: "intact"}
+    assert "checksum" in report.checks[0].reason or "checksum" in report.checks[1].reason
 
 
 def test_flipped_metadata_byte_outside_the_content_checksum_is_caught_by_the_file_hash(bundle_dir):
@@ -84,48 +103,103 @@ def test_flipped_metadata_byte_outside_the_content_checksum_is_caught_by_the_fil
     _flip(path, offset)
     phaselocknet.bundle.read_bundle(path)  # still a self-consistent bundle
     report = verify_bundles(bundle_dir)
-    assert not report.ok
-    assert [m[0] for m in report.mismatched] == [IDS[1]]
-    assert report.mismatched[0][2] == _sha256(path)
+    assert report.failed and _status(report) == {IDS[0]: "intact", IDS[1]: "modified"}
+    modified = next(c for c in report.checks if c.status == "modified")
+    assert modified.sha256 == _sha256(path) and modified.expected != modified.sha256
 
 
-def test_missing_and_extra_files_are_reported(bundle_dir):
+def test_a_renamed_intact_bundle_is_intact_and_known_by_its_recorded_id(bundle_dir):
+    # Judged by content: the id comes from the bundle's metadata, not from its file name.
+    renamed = bundle_dir / "downloads" / "model (1).safetensors"
+    renamed.parent.mkdir()
+    (bundle_dir / f"{IDS[0]}.safetensors").rename(renamed)
+    for target in (bundle_dir, renamed):
+        report = verify_bundles(target, bundle_dir / "manifest.json")
+        assert report.ok, report.to_dict()
+        assert any(c.model_id == IDS[0] and c.path == renamed and c.status == "intact" for c in report.checks)
+    # A single file finds the manifest in a folder above it by default.
+    assert verify_bundles(renamed).ok
+
+
+def test_a_single_damaged_file(bundle_dir):
+    path = bundle_dir / f"{IDS[0]}.safetensors"
+    _flip(path, path.stat().st_size - 1)
+    report = verify_bundles(path)
+    assert _status(report) == {IDS[0]: "corrupt"} and report.exit_status == 1
+
+
+def test_a_partial_collection_reports_only_what_it_has_unless_asked(bundle_dir):
     (bundle_dir / f"{IDS[0]}.safetensors").unlink()
-    shutil.copy(bundle_dir / f"{IDS[1]}.safetensors", bundle_dir / "stray.safetensors")
     report = verify_bundles(bundle_dir)
-    assert report.missing == [IDS[0]]
-    # A copy under another name is both unlisted and holds another model's id.
-    assert [m for m, _ in report.corrupt] == ["stray"] and "holds model" in report.corrupt[0][1]
-    assert not report.ok
+    assert report.ok and _status(report) == {IDS[1]: "intact"}  # nothing asked about is missing
+    report = verify_bundles(bundle_dir, expect_all=True)
+    assert report.failed and _status(report) == {IDS[0]: "missing", IDS[1]: "intact"}
+    report = verify_bundles(bundle_dir, ids=[IDS[0]])
+    assert report.failed and _status(report) == {IDS[0]: "missing"}  # IDS[1] was not asked about
+    report = verify_bundles(bundle_dir, ids=["word_recognition/*/arch0_000[12]"])
+    assert _status(report) == {IDS[0]: "missing", IDS[1]: "intact"}
+    report = verify_bundles(bundle_dir, ids=["speaker_recognition/*"])
+    assert report.failed and "matches no model id" in report.problems[0]
 
 
-def test_extra_intact_bundle_is_reported(bundle_dir, good_dir):
+def test_unpinned_hashes_are_unverified_not_intact(bundle_dir, tmp_path):
+    published = tmp_path / "weights_manifest.json"
+    _write_manifest(published, {IDS[0]: None, IDS[1]: None})
+    report = verify_bundles(bundle_dir, published)
+    assert not report.ok and not report.failed and report.exit_status == 3
+    assert _status(report) == {IDS[0]: "unverified", IDS[1]: "unverified"}
+    assert "pins no bundle_sha256" in report.checks[0].reason
+
+
+def test_a_bundle_the_manifest_does_not_list_is_unverified(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     manifest["models"] = [m for m in manifest["models"] if m["id"] != IDS[1]]
     (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
     report = verify_bundles(bundle_dir)
-    assert report.extra == [IDS[1]] and not report.ok
+    assert _status(report) == {IDS[0]: "intact", IDS[1]: "unverified"} and report.exit_status == 3
+    assert "not in the manifest" in next(c.reason for c in report.checks if c.status == "unverified")
 
 
-def test_separate_manifest_and_null_hashes(bundle_dir, tmp_path):
+def test_a_resigned_modified_bundle(bundle_dir, tmp_path):
+    path = bundle_dir / f"{IDS[0]}.safetensors"
+    _resign(path)
+    # Pinned hash: the forgery is caught.
+    report = verify_bundles(bundle_dir)
+    assert _status(report) == {IDS[0]: "modified", IDS[1]: "intact"} and report.exit_status == 1
+    # Unpinned: it cannot be told from the real one, and verify says so instead of "intact".
     published = tmp_path / "weights_manifest.json"
-    _write_manifest(published, {IDS[0]: None, IDS[1]: None})
+    _write_manifest(published, {IDS[0]: None, IDS[1]: _sha256(bundle_dir / f"{IDS[1]}.safetensors")})
     report = verify_bundles(bundle_dir, published)
-    # Intact bundles the manifest has no hash for are listed, not failures.
-    assert report.ok and sorted(report.unpinned) == sorted(IDS) and report.checked == []
+    assert _status(report) == {IDS[0]: "unverified", IDS[1]: "intact"} and report.exit_status == 3
+
+
+def test_a_resigned_bundle_claiming_another_id_is_judged_as_that_id(bundle_dir):
+    # Renaming the id inside the file does not borrow the other model's pinned hash.
+    _resign(bundle_dir / f"{IDS[0]}.safetensors", new_model_id=IDS[1])
+    report = verify_bundles(bundle_dir)
+    assert sorted(c.status for c in report.checks if c.model_id == IDS[1]) == ["intact", "modified"]
 
 
 def test_no_manifest_is_an_error(bundle_dir):
     (bundle_dir / "manifest.json").unlink()
     report = verify_bundles(bundle_dir)
-    assert not report.ok and "no manifest" in report.problems[0]
+    assert report.failed and "no manifest" in report.problems[0]
+    assert set(_status(report).values()) == {"unverified"}  # still judged: self-consistent, not vouched for
 
 
 def test_foreign_manifest_is_an_error(bundle_dir, tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"models": []}))
     report = verify_bundles(bundle_dir, other)
-    assert not report.ok and "not a phaselocknet manifest" in report.problems[0]
+    assert report.failed and "not a phaselocknet manifest" in report.problems[0]
+
+
+def test_nothing_to_check_is_an_error(tmp_path, bundle_dir):
+    report = verify_bundles(tmp_path / "empty", bundle_dir / "manifest.json")
+    assert report.failed and "neither a bundle nor a folder" in report.problems[0]
+    (tmp_path / "empty").mkdir()
+    report = verify_bundles(tmp_path / "empty", bundle_dir / "manifest.json")
+    assert report.failed and "no *.safetensors" in report.problems[0]
 
 
 def _run(argv) -> int:
@@ -135,9 +209,13 @@ def _run(argv) -> int:
     return args.func(args)
 
 
-def test_subcommand_exit_status(bundle_dir, capsys):
+def test_subcommand_exit_status(bundle_dir, capsys, tmp_path):
     assert _run(["verify", str(bundle_dir)]) == 0
-    assert "OK: 2 verified" in capsys.readouterr().out
+    assert "OK: 2 intact, 0 unverified, 0 modified, 0 corrupt, 0 missing" in capsys.readouterr().out
+    published = tmp_path / "weights_manifest.json"
+    _write_manifest(published, {IDS[0]: None, IDS[1]: None})
+    assert _run(["verify", str(bundle_dir), "--manifest", str(published)]) == 3
+    assert "UNVERIFIED: 0 intact, 2 unverified" in capsys.readouterr().out
     path = bundle_dir / f"{IDS[0]}.safetensors"
     _flip(path, path.stat().st_size - 1)
     assert _run(["verify", str(bundle_dir)]) == 1
@@ -145,16 +223,22 @@ def test_subcommand_exit_status(bundle_dir, capsys):
     assert "CORRUPT" in err and IDS[0] in err and "FAILED" in err
 
 
-def test_subcommand_json_output(bundle_dir, capsys):
+def test_subcommand_ids_and_expect_all(bundle_dir, capsys):
     (bundle_dir / f"{IDS[1]}.safetensors").unlink()
-    assert _run(["verify", str(bundle_dir), "--json"]) == 1
+    assert _run(["verify", str(bundle_dir)]) == 0
+    assert _run(["verify", str(bundle_dir), "--id", IDS[0]]) == 0
+    assert _run(["verify", str(bundle_dir), "--id", IDS[0], "--id", IDS[1]]) == 1
+    assert f"MISSING     {IDS[1]}" in capsys.readouterr().err
+    assert _run(["verify", str(bundle_dir), "--expect-all", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] is False and report["missing"] == [IDS[1]]
+    assert report["failed"] is True and report["missing"] == [IDS[1]]
+    assert [b["id"] for b in report["bundles"]] == [IDS[0]] and report["bundles"][0]["status"] == "intact"
 
 
 def test_phaselocknet_command_has_verify(bundle_dir, capsys):
     from phaselocknet.cli import main
 
     assert main(["verify", str(bundle_dir), "--manifest", str(bundle_dir / "manifest.json")]) == 0
+    assert main(["verify", str(bundle_dir / f"{IDS[0]}.safetensors")]) == 0
     (bundle_dir / f"{IDS[0]}.safetensors").unlink()
-    assert main(["verify", str(bundle_dir)]) == 1
+    assert main(["verify", str(bundle_dir), "--expect-all"]) == 1

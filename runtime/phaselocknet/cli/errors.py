@@ -15,7 +15,7 @@ import traceback
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # verify / convert: a file failed its check
 EXIT_USAGE = 2  # bad arguments or bad input (sound, array, data set, run plan)
-EXIT_FLAGGED = 3  # eval finished, but some examples are flagged in the 'error' column
+EXIT_FLAGGED = 3  # finished, but some items flagged: eval examples ('error' column), verify unverified bundles
 EXIT_CONFIG = 4  # a config.json / arch.json value is malformed or out of bounds
 EXIT_BUNDLE = 5  # a bundle file is missing, damaged, foreign or inconsistent
 EXIT_CONVERSION = 6  # a checkpoint cannot be converted
@@ -29,7 +29,7 @@ EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_CHECK_FAILED: "verify/convert: a file failed its check",
     EXIT_USAGE: "bad arguments or bad input",
-    EXIT_FLAGGED: "eval finished, some examples flagged",
+    EXIT_FLAGGED: "finished, some items flagged (eval examples, verify: unverified bundles)",
     EXIT_CONFIG: "config/arch error",
     EXIT_BUNDLE: "bundle error",
     EXIT_CONVERSION: "conversion error",
