@@ -139,7 +139,7 @@ def test_missing_model_names_the_store_and_the_convert_command(store):
     assert str(store) in message and "not installed" in message
     assert f"phaselocknet-convert --root MODELS MODELS/{MODEL_ID}" in message
     assert isinstance(caught.value, BundleError)
-    assert main(["info", MODEL_ID]) == 2
+    assert main(["info", MODEL_ID]) == 5  # exit status of a missing or damaged bundle (docs/cli.md)
 
 
 def test_a_variant_is_not_one_model(store):
