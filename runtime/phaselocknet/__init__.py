@@ -3,86 +3,36 @@
     import phaselocknet
     model = phaselocknet.load("arch01.safetensors", spikes="mean", excerpt=1000)
     logits = model(x)   # dict: head -> (batch, n_classes)
+
+The public names are imported on first use, so that `import phaselocknet` (and the command
+line's `--help`) does not pay for importing torch until a model is needed.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import importlib
 
-import torch
+from .version import __version__
 
-__version__ = "0.1.0"
+# public name -> module that defines it
+_PUBLIC = {
+    "BundleError": ".bundle",
+    "PhaselocknetModel": ".model",
+    "from_config": ".model",
+    "load": ".hub",
+    "save": ".hub",
+}
 
-from .bundle import BundleError, read_bundle, write_bundle  # noqa: E402
-from .model import PhaselocknetModel, from_config  # noqa: E402
-
-__all__ = ["BundleError", "PhaselocknetModel", "from_config", "load", "save", "__version__"]
-
-
-def load(
-    path: str | os.PathLike,
-    *,
-    spikes: str = "sample",
-    excerpt: str | int = "random",
-    seed: int | None = None,
-    map_location: str | torch.device = "cpu",
-    backend: str = "fast",
-    dtype: torch.dtype | None = None,
-) -> PhaselocknetModel:
-    """Rebuild a model from its bundle alone, in eval mode.
-
-    ``spikes``: "sample" (binomial spike counts, as in the paper; reproducible with
-    ``seed``) or "mean" (expected counts). ``excerpt``: "random" or an int start
-    offset (localization models). ``spikes="mean"`` with an int excerpt makes the
-    model deterministic. ``backend``: "fast" (default) or "reference" (direct
-    convolutions; the numerical reference). ``dtype``: the CNN's dtype (e.g.
-    torch.bfloat16); the front end stays float32.
-    """
-    bundle = read_bundle(path)
-    model = from_config(
-        bundle.config, bundle.arch, spikes=spikes, excerpt=excerpt, seed=seed,
-        labels=bundle.labels, model_id=bundle.model_id, backend=backend, dtype=dtype,
-    )
-    expected = model.network.state_dict()
-    missing = sorted(set(expected) - set(bundle.tensors))
-    unexpected = sorted(set(bundle.tensors) - set(expected))
-    if missing or unexpected:
-        raise BundleError(
-            f"{path}: tensors do not match its arch.json (missing: {missing[:8]}, unexpected: {unexpected[:8]}); "
-            "re-convert the model"
-        )
-    wrong = [
-        f"{name} {tuple(bundle.tensors[name].shape)} vs {tuple(tensor.shape)}"
-        for name, tensor in expected.items()
-        if tuple(bundle.tensors[name].shape) != tuple(tensor.shape)
-    ]
-    if wrong:
-        raise BundleError(f"{path}: tensor shapes do not match its arch.json: {wrong[:8]}; re-convert the model")
-    model.network.load_state_dict({name: bundle.tensors[name].to(torch.float32) for name in expected})
-    return model.to(map_location)
+__all__ = [*_PUBLIC, "__version__"]
 
 
-def save(
-    model: PhaselocknetModel,
-    path: str | os.PathLike,
-    *,
-    model_id: str | None = None,
-    source_sha256: dict[str, str] | None = None,
-    converter_version: str = "",
-) -> Path:
-    """Write ``model`` (weights, config, arch, labels) to a bundle, atomically."""
-    model_id = model_id or model.model_id
-    if not model_id:
-        raise ValueError("save() needs a model_id (e.g. 'sound_localization/simplified_IHC3000/arch01')")
-    tensors = {name: tensor.detach().to("cpu", torch.float32) for name, tensor in model.network.state_dict().items()}
-    return write_bundle(
-        path,
-        tensors=tensors,
-        model_id=model_id,
-        config=model.config,
-        arch=model.arch,
-        labels=model.label_names,
-        source_sha256=source_sha256,
-        converter_version=converter_version,
-    )
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'phaselocknet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

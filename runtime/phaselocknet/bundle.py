@@ -138,7 +138,7 @@ def write_bundle(
     converter_version: str = "",
 ) -> Path:
     """Write a bundle atomically and deterministically; returns its path."""
-    from . import __version__
+    from .version import __version__
 
     metadata = {
         "format": FORMAT_NAME,
