@@ -1,0 +1,218 @@
+"""IHC-AN synapse of BEZ2018 (Bruce, Erfani & Zilany 2018), as ``Synapse`` in the authors' wrapper.
+
+Per fibre (CF x spontaneous rate): the cf- and spont-dependent mapping of the IHC potential,
+the delayed and end-extended power-law input, its decimation to 10 kHz (the wrapper's
+``decimate`` callback: ``filtfilt`` with an 11-tap Hamming FIR, every 10th sample), approximate
+power-law adaptation (``implnt=0``: the two IIR approximations of the slow and fast power-law
+kernels inside the rectifying feedback loops), fractional Gaussian noise (``noiseType`` 1) on
+the slow branch, and linear interpolation back to 100 kHz with the cf-dependent delay removed.
+
+Sizes follow the C code's arithmetic exactly (``floor``/``ceil`` of the same double products),
+because they decide how many random numbers the wrapper draws.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.signal
+import torch
+
+SAMP_FREQ = 10e3  # the synapse's internal sampling rate (Hz)
+FGN_HURST = 0.9
+_ALPHA1, _ALPHA2 = 1.5e-6 * 100e3, 1e-2 * 100e3
+# Approximate power-law kernels (implnt=0): cascades of second-order sections
+# (gain, b1, b2, a1, a2): y[k] = a1*y[k-1] + a2*y[k-2] + gain*(x[k] + b1*x[k-1] + b2*x[k-2]),
+# published constants, evaluated in the C code's operation order (gain 1 is left out there).
+_SLOW_SECTIONS = (
+    (0.2, -0.173492003319319, 0.000000172983796, 0.491115852967412, -0.055050209956838),
+    (None, -0.803462163297112, 0.154962026341513, 1.084520302502860, -0.288760329320566),
+    (None, -1.416084732997016, 0.496615555008723, 1.588427084535629, -0.628138993662508),
+    (None, -1.830362725074550, 0.836399964176882, 1.886287488516458, -0.888972875389923),
+    (None, -1.983165053215032, 0.983193027347456, 1.989549282714008, -0.989558985673023),
+)
+_FAST_SECTIONS = (
+    (1.0e-3, -0.994466986569624, 0.000000000002347, 1.992127932802320, -0.992140616993846),
+    (None, -1.997855276593802, 0.997855827934345, 1.999195329360981, -0.999195402928777),
+    (None, 0.798261718184977, 0.199131619874064, -0.798261718183851, -0.199131619873480),
+)
+
+
+class SynapseError(ValueError):
+    """Bad synapse settings."""
+
+
+@dataclass(frozen=True)
+class FibreGeometry:
+    """Lengths the C code derives for one CF (all at 100 kHz unless named ``*_10k``)."""
+
+    delaypoint: int   # cf-dependent synaptic delay in samples
+    n_in: int         # length of the power-law input (n + 3 * delaypoint)
+    n_pla: int        # power-law adaptation steps at 10 kHz
+    n_noise: int      # fGn samples requested at 10 kHz
+
+
+def resample_factor(tdres: float) -> int:
+    return int(math.ceil(1.0 / (tdres * SAMP_FREQ)))
+
+
+def fibre_geometry(cf: float, n: int, tdres: float) -> FibreGeometry:
+    dp = int(math.floor(7500.0 / (cf / 1e3)))
+    span = float(n + 2 * dp) * tdres * SAMP_FREQ
+    return FibreGeometry(dp, n + 3 * dp, int(math.floor(span)), int(math.ceil(span)))
+
+
+def mapping_constants(cf: float, spont: float) -> tuple[float, float]:
+    """(cf_factor, multFac) of the IHC-to-synapse mapping, in C double arithmetic (libm)."""
+    cfslope = math.pow(spont, 0.19) * math.pow(10, -0.87)
+    lsp = math.log10(spont)
+    cfconst = 0.1 * math.pow(lsp, 2) + 0.56 * lsp - 0.84
+    cfsat = math.pow(10, cfslope * 8965.5 / 1e3 + cfconst)
+    cf_factor = min(cfsat, math.pow(10, cfslope * cf / 1e3 + cfconst)) * 2.0
+    mult_fac = max(2.95 * max(1.0, 1.5 - spont / 100), 4.3 - 0.2 * cf / 1e3)
+    return cf_factor, mult_fac
+
+
+def power_law_input(vihc: torch.Tensor, spont: torch.Tensor, cf_factor: torch.Tensor,
+                    mult_fac: torch.Tensor, dp: int) -> torch.Tensor:
+    """Mapped IHC potential plus 3*spont, delayed by ``dp`` and extended by ``2*dp`` (..., n + 3dp).
+
+    vihc (..., n); spont, cf_factor, mult_fac broadcast against (..., 1). The tail keeps adding
+    3*spont per sample, as the C code does (a sequential ramp, reproduced with a cumsum).
+    """
+    mag = torch.pow(10.0, 0.9 * torch.log10(vihc.abs() * cf_factor) + mult_fac)
+    mapped = torch.where(vihc < 0, -mag, mag) + 3.0 * spont
+    head = mapped[..., :1].expand(*mapped.shape[:-1], dp)
+    steps = (3.0 * spont).expand(*mapped.shape[:-1], 2 * dp)
+    tail = torch.cumsum(torch.cat([mapped[..., -1:], steps], dim=-1), dim=-1)[..., 1:]
+    return torch.cat([head, mapped, tail], dim=-1)
+
+
+@lru_cache(maxsize=4)
+def _decimation_fir(q: int) -> np.ndarray:
+    return scipy.signal.firwin(q + 1, 1.0 / q, window="hamming")
+
+
+def decimate(x: torch.Tensor, q: int) -> torch.Tensor:
+    """``scipy.signal.filtfilt(firwin(q+1, 1/q, 'hamming'), [1], x)[..., ::q]`` along the last dim.
+
+    filtfilt's defaults: odd extension by 3*len(b) samples, each pass started in the steady
+    state of its first input sample (for an FIR: that sample repeated into the past).
+    """
+    b = torch.as_tensor(_decimation_fir(q), dtype=x.dtype, device=x.device)
+    nb, pad = b.numel(), 3 * b.numel()
+    if x.shape[-1] <= pad:
+        raise SynapseError(f"decimate needs more than {pad} samples, got {x.shape[-1]}")
+    lead, n = x.shape[:-1], x.shape[-1]
+    flat = x.reshape(-1, 1, n)
+    first, last = flat[..., :1], flat[..., -1:]
+    ext = torch.cat([2 * first - flat[..., 1:pad + 1].flip(-1), flat, 2 * last - flat[..., -pad - 1:-1].flip(-1)], dim=-1)
+    kernel = b.flip(0).view(1, 1, nb)
+
+    def causal_fir(y):
+        return torch.nn.functional.conv1d(torch.cat([y[..., :1].expand(-1, -1, nb - 1), y], dim=-1), kernel)
+
+    y = causal_fir(ext)
+    y = causal_fir(y.flip(-1)).flip(-1)
+    return y[..., pad:pad + n:q].reshape(*lead, -1)
+
+
+def fgn_sizes(n_noise: int) -> tuple[int, int, int]:
+    """(resampling factor, fGn length at 10 Hz, FFT length) of the wrapper's ``ffGn`` for N=n_noise."""
+    resamp = int(math.ceil(1e-1 / (1.0 / SAMP_FREQ)))
+    n = int(math.ceil(n_noise / resamp) + 1)
+    n = max(n, 10)
+    nfft = int(2 ** math.ceil(math.log2(2 * (n - 1))))
+    return resamp, n, nfft
+
+
+def fgn_sigma(spont: float) -> float:
+    return 1.0 if spont < 0.2 else (10.0 if spont < 20 else spont / 2)
+
+
+@lru_cache(maxsize=16)
+def _fgn_magnitude(nfft: int) -> np.ndarray:
+    h = FGN_HURST
+    half = int(round(nfft / 2))
+    k = np.concatenate((np.arange(0, half), np.arange(half, 0, -1))).astype(np.float64)
+    zmag = 0.5 * ((k + 1) ** (2 * h) - 2 * k ** (2 * h) + np.abs(k - 1) ** (2 * h))
+    zmag = np.real(np.fft.fft(zmag))
+    return np.sqrt(zmag)
+
+
+def _fourier_resample(y: torch.Tensor, num: int) -> torch.Tensor:
+    """``scipy.signal.resample(y, num)`` (num > len) along the last dim for real y, as scipy's
+    real-input path: one-sided spectrum, the unpaired bin of an even length halved."""
+    n = y.shape[-1]
+    spec = torch.fft.rfft(y)[..., : n // 2 + 1]
+    if n % 2 == 0:
+        spec[..., n // 2] *= 0.5
+    return torch.fft.irfft(spec / (n / num), n=num)
+
+
+def fractional_gaussian_noise(normals: torch.Tensor, n_noise: int, spont: torch.Tensor) -> torch.Tensor:
+    """The wrapper's ``ffGn(n_noise, 1e-4, 0.9, 1, spont)`` from its two standard-normal draws.
+
+    normals (..., 2, nfft): the real then the imaginary part's ``randn(nfft)``; spont broadcasts
+    against (..., 1). Returns (..., n_noise).
+    """
+    resamp, n, nfft = fgn_sizes(n_noise)
+    if normals.shape[-2:] != (2, nfft):
+        raise SynapseError(f"fGn of {n_noise} samples needs normals (..., 2, {nfft}), got {tuple(normals.shape)}")
+    zmag = torch.as_tensor(_fgn_magnitude(nfft), dtype=normals.dtype, device=normals.device)
+    z = torch.complex(zmag * normals[..., 0, :], zmag * normals[..., 1, :])
+    y = torch.fft.ifft(z).real[..., :n] * math.sqrt(nfft)
+    y = _fourier_resample(y, resamp * n)
+    sigma = torch.where(spont < 0.2, torch.ones_like(spont), torch.where(spont < 20, 10.0 * torch.ones_like(spont), spont / 2))
+    return (y * sigma)[..., :n_noise]
+
+
+def _sections_step(sections, x_now, x_hist, y_hist):
+    """Advance a cascade one sample: x_hist/y_hist hold (k-1, k-2) values per section."""
+    for i, (gain, b1, b2, a1, a2) in enumerate(sections):
+        feedback = a1 * y_hist[i][0] + a2 * y_hist[i][1]
+        if gain is None:
+            y_now = feedback + x_now + b1 * x_hist[i][0] + b2 * x_hist[i][1]
+        else:
+            y_now = feedback + gain * (x_now + b1 * x_hist[i][0] + b2 * x_hist[i][1])
+        x_hist[i] = (x_now, x_hist[i][0])
+        y_hist[i] = (y_now, y_hist[i][0])
+        x_now = y_now
+    return x_now
+
+
+def power_law_adaptation(samp_ihc: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Approximate power-law adaptation (implnt=0) along the last dim, at 10 kHz.
+
+    samp_ihc, noise (..., K). Slow branch: sout1 = max(0, in + noise - alpha1 * I1), fast:
+    sout2 = max(0, in - alpha2 * I2); I1, I2 the kernels' outputs up to the previous sample.
+    Returns sout1 + sout2 (..., K).
+    """
+    zero = torch.zeros_like(samp_ihc[..., 0])
+    hist = {name: ([(zero, zero)] * len(secs), [(zero, zero)] * len(secs))
+            for name, secs in (("slow", _SLOW_SECTIONS), ("fast", _FAST_SECTIONS))}
+    i1 = i2 = zero
+    drive_slow = samp_ihc + noise
+    out = torch.empty_like(samp_ihc)
+    for k in range(samp_ihc.shape[-1]):
+        sout1 = torch.clamp_min(drive_slow[..., k] - _ALPHA1 * i1, 0.0)
+        sout2 = torch.clamp_min(samp_ihc[..., k] - _ALPHA2 * i2, 0.0)
+        i1 = _sections_step(_SLOW_SECTIONS, sout1, *hist["slow"])
+        i2 = _sections_step(_FAST_SECTIONS, sout2, *hist["fast"])
+        out[..., k] = sout1 + sout2
+    return out
+
+
+def upsample_delayed(syn_10k: torch.Tensor, n_pla: int, resamp: int, dp: int, n: int) -> torch.Tensor:
+    """Linear interpolation of the first ``n_pla`` 10 kHz samples to 100 kHz, delay ``dp`` removed.
+
+    Samples past the interpolated range stay 0, as in the C code's zeroed buffer.
+    """
+    p = torch.arange(dp, dp + n, device=syn_10k.device)
+    z, b = p // resamp, (p % resamp).to(syn_10k.dtype)
+    valid = z < n_pla - 1
+    z = torch.clamp(z, max=n_pla - 2)
+    s0, s1 = syn_10k[..., z], syn_10k[..., z + 1]
+    return torch.where(valid, s0 + b * ((s1 - s0) / resamp), torch.zeros_like(s0))
