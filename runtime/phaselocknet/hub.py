@@ -24,6 +24,7 @@ def load(
     map_location: str | torch.device = "cpu",
     backend: str = "fast",
     dtype: torch.dtype | None = None,
+    front_end: str | None = None,
 ) -> PhaselocknetModel:
     """Rebuild a model from its bundle alone, in eval mode.
 
@@ -32,7 +33,9 @@ def load(
     offset (localization models). ``spikes="mean"`` with an int excerpt makes the
     model deterministic. ``backend``: "fast" (default) or "reference" (direct
     convolutions; the numerical reference). ``dtype``: the CNN's dtype (e.g.
-    torch.bfloat16); the front end stays float32.
+    torch.bfloat16); the front end stays float32. ``front_end="bez2018"``: a nervegram-input
+    model as a waveform model, its nervegram made from the sound by BEZ2018
+    (`phaselocknet.bez2018.front_end`).
     """
     bundle = read_bundle(path)
     model = from_config(
@@ -55,7 +58,12 @@ def load(
     if wrong:
         raise BundleError(f"{path}: tensor shapes do not match its arch.json: {wrong[:8]}; re-convert the model")
     model.network.load_state_dict({name: bundle.tensors[name].to(torch.float32) for name in expected})
-    return model.to(map_location)
+    model = model.to(map_location)
+    if front_end is not None:
+        from .bez2018.front_end import with_front_end
+
+        model = with_front_end(model, front_end)
+    return model
 
 
 def save(

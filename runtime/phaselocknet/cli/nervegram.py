@@ -20,6 +20,12 @@ def add_parsers(sub) -> None:
     nerve.add_argument("--variant", default="IHC3000", help="IHC0050, IHC0320, IHC1000 or IHC3000 (phase-locking limit)")
     nerve.add_argument("--dbspl", type=float, default=None)
     nerve.add_argument("-o", "--output", type=Path, required=True, help=".png (needs matplotlib) or .npy")
+    # --model bez2018: the BEZ2018 auditory-nerve model of the paper's main models (cli/nervegram_bez2018.py).
+    nerve.add_argument("--model", choices=("simplified", "bez2018"), default="simplified",
+                       help="front end: the simplified one (default) or BEZ2018 (mean rates in spikes/s)")
+    nerve.add_argument("--task", choices=("speech", "localization"), default="speech",
+                       help="BEZ2018 settings of the word/speaker (default) or localization models")
+    nerve.add_argument("--seed", type=int, default=0, help="BEZ2018 noise seed (default 0)")
     nerve.set_defaults(func=cmd_nervegram)
 
     demo = sub.add_parser("demo", help="nerve representations of a synthetic sound at the four phase-locking limits")
@@ -51,6 +57,10 @@ def parse_variant(variant: str) -> float:
 def cmd_nervegram(args) -> int:
     from ..audio import read_audio, resample, set_dbspl
 
+    if args.model == "bez2018":
+        from .nervegram_bez2018 import cmd_bez2018_nervegram
+
+        return cmd_bez2018_nervegram(args)
     cutoff = parse_variant(args.variant)
     waveform, rate = read_audio(args.sound)
     # The front end is monaural: a stereo file is mixed down.

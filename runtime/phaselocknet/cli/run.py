@@ -16,6 +16,8 @@ def add_parsers(sub) -> None:
     run.add_argument("--spikes", choices=("sample", "mean"), default="sample")
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    run.add_argument("--front-end", choices=("auto", "bez2018", "none"), default="auto",
+                     help="nervegram-input models: make the nervegram with BEZ2018 (auto, the default, does)")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="describe a bundle")
@@ -28,11 +30,14 @@ def cmd_run(args) -> int:
 
     import phaselocknet
     from ..audio import prepare_waveform, read_audio
+    from ..bez2018.front_end import resolve_front_end
     from ..labels import format_label
 
     model = phaselocknet.load(args.bundle, spikes=args.spikes, seed=args.seed)
+    model = resolve_front_end(model, args.front_end, sounds=True)
     if model.input_kind != "waveform":
-        raise ValueError(f"{args.bundle} takes nervegrams, not sounds: use `phaselocknet eval` with an HDF5 nervegram_meanrates dataset")
+        raise ValueError(f"{args.bundle} takes nervegrams: drop --front-end none to hear the sound through BEZ2018, "
+                         "or use `phaselocknet eval` with an HDF5 nervegram_meanrates dataset")
     waveform, rate = read_audio(args.sound)
     x = prepare_waveform(
         waveform, rate, sample_rate=model.sample_rate, length=model.input_length,
