@@ -229,14 +229,16 @@ def analytic_mean_rate(synout: torch.Tensor, trd: torch.Tensor, *, tabs: float, 
     return torch.where(pos, rate, torch.zeros_like(rate))
 
 
-def random_buffer_length(total_mean_rate: float, spont: float, n: int, tdres: float,
-                         max_spikes: int = 1000) -> int:
+def random_buffer_length(spont: float, n: int, tdres: float, max_spikes: int = 1000) -> int:
     """How many uniforms the wrapper's SpikeGenerator draws (``randBufLen``), C arithmetic.
 
-    total_mean_rate: the wrapper's ``np.sum(synout) / len(synout)``; max_spikes: its
-    ``max_spikes_per_train`` (passed as ``MaxArraySizeSpikes``)."""
-    with np.errstate(divide="ignore"):
-        mean_inter_events = np.float64(1.0) / np.float64(total_mean_rate) + t_rd_init(spont) / N_SITES
+    ``run_anf`` divides the summed synapse output by the value ``Synapse`` returns, but the
+    header it compiles against declares no ``Synapse``, so the call is implicitly declared as
+    returning int and the double result is lost: the divisor reads as 0, the mean rate is inf
+    (numpy's "divide by zero" warning on every call), and the buffer length depends only on
+    spont, n and max_spikes. The reference nervegrams were made so (they are reproduced only
+    with this length). max_spikes: the wrapper's ``max_spikes_per_train``."""
+    mean_inter_events = 0.0 + t_rd_init(spont) / N_SITES  # 1 / inf + ...
     expected = (n * tdres) / mean_inter_events
     max_events = int(expected + 3 * np.sqrt(expected)) + N_SITES
     return 2 * N_SITES + 1 + max_spikes + 2 * max_events + max_spikes + 3 * N_SITES

@@ -216,3 +216,69 @@ def upsample_delayed(syn_10k: torch.Tensor, n_pla: int, resamp: int, dp: int, n:
     z = torch.clamp(z, max=n_pla - 2)
     s0, s1 = syn_10k[..., z], syn_10k[..., z + 1]
     return torch.where(valid, s0 + b * ((s1 - s0) / resamp), torch.zeros_like(s0))
+
+
+class SynapseBank:
+    """The synapse of every fibre of a set of ears, rows in the wrapper's order (ear, CF, spont).
+
+    Holds the noise-free 10 kHz power-law input of each row; `synout` adds a row's fGn, runs the
+    adaptation and returns the 100 kHz synapse output.
+    vihc (E, C, N) float64 at 1/tdres; cf (C,) Hz; spont (S,) spikes/s.
+    """
+
+    def __init__(self, vihc: torch.Tensor, cf, spont, tdres: float):
+        n_ears, n_cf, n = vihc.shape
+        self.n, self.tdres, self.q = n, tdres, resample_factor(tdres)
+        self.cf, self.spont = [float(c) for c in cf], [float(s) for s in spont]
+        if len(self.cf) != n_cf:
+            raise SynapseError(f"vihc has {n_cf} CFs but {len(self.cf)} were given")
+        self.geoms = [fibre_geometry(c, n, tdres) for c in self.cf]
+        n_sp, dev = len(self.spont), vihc.device
+        opts = dict(dtype=torch.float64, device=dev)
+        sp = torch.tensor(self.spont, **opts)[:, None]
+        k_max = max(g.n_pla for g in self.geoms)
+        samp = torch.zeros(n_ears, n_cf, n_sp, k_max, **opts)
+        for c, g in enumerate(self.geoms):
+            consts = torch.tensor([mapping_constants(self.cf[c], s) for s in self.spont], **opts)
+            pli = power_law_input(vihc[:, c, None, :], sp, consts[:, :1], consts[:, 1:], g.delaypoint)
+            samp[:, c, :, : g.n_pla] = decimate(pli, self.q)[..., : g.n_pla]
+        self.samp = samp.reshape(-1, k_max)
+        rows = torch.arange(self.samp.shape[0], device=dev)
+        self.cf_of_row = ((rows // n_sp) % n_cf).tolist()
+        self.spont_of_row = torch.tensor(self.spont, **opts).repeat(n_ears * n_cf)
+        self.nfft = [fgn_sizes(g.n_noise)[2] for g in self.geoms]
+
+    @property
+    def n_rows(self) -> int:
+        return self.samp.shape[0]
+
+    def nfft_of_row(self, r: int) -> int:
+        return self.nfft[self.cf_of_row[r]]
+
+    def noise(self, normals: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """fGn of rows start.. from their normals (rows, 2, >= nfft of the row's CF)."""
+        out = torch.zeros(normals.shape[0], self.samp.shape[1], dtype=torch.float64, device=normals.device)
+        cfs = torch.tensor(self.cf_of_row[start:start + normals.shape[0]])
+        for c in sorted(set(cfs.tolist())):
+            sel = torch.nonzero(cfs == c)[:, 0].to(normals.device)
+            g = self.geoms[c]
+            sp = self.spont_of_row[start + sel][:, None]
+            y = fractional_gaussian_noise(normals[sel, :, : self.nfft[c]], g.n_noise, sp)
+            out[sel, : min(g.n_noise, out.shape[1])] = y[:, : out.shape[1]]
+        return out
+
+    def adapted(self, rows: slice, noise: torch.Tensor | None) -> torch.Tensor:
+        """10 kHz synapse output (sout1 + sout2) of ``rows`` (steps of the longest row among them)."""
+        k = max(self.geoms[c].n_pla for c in self.cf_of_row[rows])
+        samp = self.samp[rows, :k]
+        return power_law_adaptation(samp, torch.zeros_like(samp) if noise is None else noise[:, :k])
+
+    def synout(self, rows: slice, adapted: torch.Tensor) -> torch.Tensor:
+        """100 kHz synapse output of ``rows`` from their `adapted` 10 kHz output."""
+        out = torch.empty(adapted.shape[0], self.n, dtype=torch.float64, device=adapted.device)
+        cfs = torch.tensor(self.cf_of_row[rows])
+        for c in sorted(set(cfs.tolist())):
+            sel = torch.nonzero(cfs == c)[:, 0].to(adapted.device)
+            g = self.geoms[c]
+            out[sel] = upsample_delayed(adapted[sel], g.n_pla, self.q, g.delaypoint, self.n)
+        return out
