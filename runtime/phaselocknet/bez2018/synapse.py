@@ -109,14 +109,19 @@ def decimate(x: torch.Tensor, q: int) -> torch.Tensor:
     flat = x.reshape(-1, 1, n)
     first, last = flat[..., :1], flat[..., -1:]
     ext = torch.cat([2 * first - flat[..., 1:pad + 1].flip(-1), flat, 2 * last - flat[..., -pad - 1:-1].flip(-1)], dim=-1)
-    kernel = b.flip(0).view(1, 1, nb)
-
-    def causal_fir(y):
-        return torch.nn.functional.conv1d(torch.cat([y[..., :1].expand(-1, -1, nb - 1), y], dim=-1), kernel)
-
-    y = causal_fir(ext)
-    y = causal_fir(y.flip(-1)).flip(-1)
+    y = _fir_from_steady_state(_fir_from_steady_state(ext, b).flip(-1), b).flip(-1)
     return y[..., pad:pad + n:q].reshape(*lead, -1)
+
+
+def _fir_from_steady_state(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """lfilter(b, [1], x) started as if x[0] had always been the input; taps are summed from the
+    oldest to the newest, the order of lfilter's transposed direct form."""
+    nb, n = b.numel(), x.shape[-1]
+    xp = torch.cat([x[..., :1].expand(*x.shape[:-1], nb - 1), x], dim=-1)
+    acc = b[nb - 1] * xp[..., :n]
+    for k in range(nb - 2, -1, -1):
+        acc = b[k] * xp[..., nb - 1 - k: nb - 1 - k + n] + acc
+    return acc
 
 
 def fgn_sizes(n_noise: int) -> tuple[int, int, int]:
