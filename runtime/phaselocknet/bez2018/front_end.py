@@ -190,16 +190,14 @@ class BEZ2018FrontEnd(nn.Module):
         return rates, streams
 
     def _meanrates(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """The BEZ2018 nervegram of each example with its own seed."""
+        """The BEZ2018 nervegram of the batch, each example with its own seed."""
         # Looked up on the package at call time (the public `bez2018.nervegram`).
         import phaselocknet.bez2018 as bez2018
 
-        kwargs = dict(ihc_cutoff=self.ihc_cutoff, preset=self.preset, rng=self.rng)
-        # One call per example: each example's noise then depends on its seed alone.
-        rates = torch.cat([
-            torch.as_tensor(bez2018.nervegram(x[i : i + 1], self.sample_rate, seed=seed, **kwargs)["meanrates"])
-            for i, seed in enumerate(seeds)
-        ])
+        # One seed per example: each example's noise and clip depend on its own seed alone.
+        out = bez2018.nervegram(x, self.sample_rate, ihc_cutoff=self.ihc_cutoff, preset=self.preset, seed=seeds,
+                                rng=self.rng)
+        rates = torch.as_tensor(out["meanrates"])
         if rates.shape[-1] != self.nerve_length:
             raise FrontEndError(
                 f"bez2018.nervegram gave {rates.shape[-1]} time samples, {self.nerve_length} expected for "
@@ -265,4 +263,10 @@ def resolve_front_end(model, choice: str, *, sounds: bool):
         raise FrontEndError(f"--front-end {choice}: use one of {', '.join(FRONT_END_CHOICES)}")
     if choice == "none" or (choice == "auto" and not (sounds and model.input_kind == "nervegram")):
         return model
+    if model.input_kind == "nervegram" and _IHC_VARIANT.search(model.model_id or "") is None:
+        raise FrontEndError(
+            f"{model.model_id or 'the model'} takes nervegrams, and its id names no IHC0050/0320/1000/3000 variant, so "
+            "the BEZ2018 front end cannot choose its IHC lowpass cutoff: give stored nervegrams (HDF5 "
+            "'nervegram_meanrates'), or in Python phaselocknet.bez2018.front_end.with_front_end(model, ihc_cutoff=...)"
+        )
     return with_front_end(model, "bez2018")

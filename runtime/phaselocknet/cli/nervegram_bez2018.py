@@ -57,12 +57,7 @@ def bez2018_rates(waveform: np.ndarray, rate: float, cutoff: float, task: str, s
     with torch.no_grad():
         out = nervegram(signal, rate, ihc_cutoff=cutoff, preset=preset, seed=seed, rng="torch", **overrides)
     rates = np.asarray(torch.as_tensor(out["meanrates"])[0].cpu(), dtype=np.float32)
-    cfs = out.get("cf_list") if isinstance(out, dict) else None
-    if cfs is None:
-        from ..bez2018.presets import cf_list
-
-        cfs = cf_list(preset)
-    return rates, np.asarray(torch.as_tensor(cfs).cpu(), dtype=np.float64)
+    return rates, np.asarray(out["cf"], dtype=np.float64)
 
 
 def _plot(path, rates: np.ndarray, cfs: np.ndarray, cutoff: float, task: str) -> None:
