@@ -71,7 +71,9 @@ def test_power_law_adaptation_is_the_linear_feedback_system_when_not_rectified()
         out = scipy.signal.lfilter(den, denom, u)
         assert out.min() > -1e-9, "test input must keep the branch unrectified"
         want += out
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)
+    # rtol 1e-4: the expanded degree-11 polynomials (poles clustered near z = 1) lose ~1e-6 in
+    # lfilter's direct form; a wrong coefficient or delay shows as O(1) differences.
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-9)
 
 
 def _stepped_redocking(synout, rand, t_init, tdres, tabs, trel):
