@@ -48,7 +48,7 @@ class CochleaParams:
     rpa: torch.Tensor
     c1_init_phase: torch.Tensor
     c1_norm_gain: torch.Tensor
-    c2_coefs: torch.Tensor     # (5, 5, n_cf): per section b0 b1 b2 a1 a2 (y = (b.x + a.y))
+    c2_coefs: tuple            # 5 sections x (b0 b1 b2 a1 a2) tensors (n_cf,): y = b.x + a.y
     c2_norm_gain: torch.Tensor
     max_group_delay: int
 
@@ -57,6 +57,8 @@ class CochleaParams:
         for name, value in moved.items():
             if isinstance(value, torch.Tensor):
                 moved[name] = value.to(device)
+            elif isinstance(value, tuple):
+                moved[name] = tuple(tuple(v.to(device) for v in row) for row in value)
         return CochleaParams(**moved)
 
 
@@ -167,6 +169,7 @@ def cochlea_params(cf, pin_fs: float, species: int = 2, bandwidth_scale_factor=1
         **_chirp_constants(cf, tdres, bm_tau_max, ratiobm),
     )
     tensors = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in consts.items()}
+    tensors["c2_coefs"] = tuple(tuple(row) for row in tensors["c2_coefs"].unbind(0))
     return CochleaParams(max_group_delay=max_grd, **tensors)
 
 
@@ -259,18 +262,18 @@ def c1_step(p: CochleaParams, state: tuple, x: torch.Tensor, rsigma: torch.Tenso
     half = (p.c1_init_phase - phase) / 5
     rzero = -p.omega * torch.cos(half) / torch.sin(half)
     fs = p.fs_bilinear
-    coefs = []
-    for i in C1_SECTIONS:
+    zero_terms = (fs - rzero, -2 * rzero, -(fs + rzero))
+    distinct = []
+    for i in range(3):
         inv = 1.0 / ((fs - preal[i]) ** 2 + pimag[i] ** 2)
-        coefs.append(((fs - rzero) * inv, -2 * rzero * inv, -(fs + rzero) * inv,
-                      2 * (fs * fs - preal[i] * preal[i] - pimag[i] * pimag[i]) * inv,
-                      -((fs + preal[i]) * (fs + preal[i]) + pimag[i] * pimag[i]) * inv))
-    new, y = _chirp_sections(x, state, coefs)
+        distinct.append((zero_terms[0] * inv, zero_terms[1] * inv, zero_terms[2] * inv,
+                         2 * (fs * fs - preal[i] * preal[i] - pimag[i] * pimag[i]) * inv,
+                         -((fs + preal[i]) * (fs + preal[i]) + pimag[i] * pimag[i]) * inv))
+    new, y = _chirp_sections(x, state, [distinct[i] for i in C1_SECTIONS])
     return new, y * p.c1_norm_gain / 4.0
 
 
 def c2_step(p: CochleaParams, state: tuple, x: torch.Tensor):
     """Parallel-path C2 filter: the C1 filter frozen at its widest (OHC fully impaired) poles."""
-    coefs = [tuple(p.c2_coefs[i, j] for j in range(5)) for i in range(5)]
-    new, y = _chirp_sections(x, state, coefs)
+    new, y = _chirp_sections(x, state, p.c2_coefs)
     return new, y * p.c2_norm_gain / 4.0
