@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .synapse import sequential_loop_threads
+
 N_SITES = 4
 T_RD_REST = 14.0e-3
 T_RD_JUMP = 0.4e-3
@@ -167,8 +169,18 @@ def redocking_times(synout: torch.Tensor, rand: torch.Tensor, spont: torch.Tenso
     f, n = synout.shape
     fib = _Fibres(synout, rand, t_rd_init_tensor(spont), tdres, tabs, trel)
     rec_step, rec_val = [], []
-    anchor_v, anchor_s = fib.t_init.clone(), torch.zeros(f, dtype=torch.int64, device=synout.device)
-    anchor_on = torch.zeros(f, dtype=torch.bool, device=synout.device)
+    anchors = [fib.t_init.clone(), torch.zeros(f, dtype=torch.int64, device=synout.device),
+               torch.zeros(f, dtype=torch.bool, device=synout.device)]
+    with sequential_loop_threads():
+        _run_events(fib, rec_step, rec_val, anchors)
+    anchor_v, anchor_s, anchor_on = anchors
+    trd = _fill_trd(rec_step, rec_val, (anchor_v, anchor_s, anchor_on), fib, n)
+    return SpikeGeneratorResult(trd, fib.ptr, fib.spikes)
+
+
+def _run_events(fib, rec_step, rec_val, anchors):
+    """Process every fibre's events in time order, one per fibre per iteration."""
+    f = fib.keys.shape[0]
     while True:
         flat = fib.keys.view(f, -1)
         key, idx = flat.min(dim=1)
@@ -184,12 +196,11 @@ def redocking_times(synout: torch.Tensor, rand: torch.Tensor, spont: torch.Tenso
         fib.keys = torch.where(clear.view(f, N_SITES, 3), _NEVER, fib.keys)
         rec_step.append(torch.where(is_jump & (step >= 0), step, -1))
         rec_val.append(fib.v_last)
-        early = is_jump & (step < 0)
-        anchor_v, anchor_s = torch.where(early, fib.v_last, anchor_v), torch.where(early, step, anchor_s)
-        anchor_on = anchor_on | early
+        early = is_jump & (step < 0)  # state entering step 0 (the last jump before it)
+        anchors[0] = torch.where(early, fib.v_last, anchors[0])
+        anchors[1] = torch.where(early, step, anchors[1])
+        anchors[2] = anchors[2] | early
         fib.release(is_rel, site, step, trd_now)
-    trd = _fill_trd(rec_step, rec_val, (anchor_v, anchor_s, anchor_on), fib, n)
-    return SpikeGeneratorResult(trd, fib.ptr, fib.spikes)
 
 
 def t_rd_init_tensor(spont: torch.Tensor) -> torch.Tensor:
