@@ -111,7 +111,6 @@ class BEZ2018FrontEnd(nn.Module):
         if rng not in RNGS:
             raise FrontEndError(f"rng={rng!r}: use 'torch' (on the model's device) or 'numpy' (the authors' wrapper's stream)")
         self.nervegram_model = model
-        self.network = model.network
         self.rng = rng
         self.ihc_cutoff = float(ihc_cutoff) if ihc_cutoff is not None else ihc_cutoff_of(model.model_id)
         self.input_kind = "waveform"
@@ -136,6 +135,11 @@ class BEZ2018FrontEnd(nn.Module):
             self.excerpt = None
 
     # ------------------------------------------------------------------ facts
+    @property
+    def network(self) -> nn.Module:
+        """The wrapped model's CNN (one module, not a copy)."""
+        return self.nervegram_model.network
+
     @property
     def backend(self) -> str:
         return self.nervegram_model.backend
