@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -96,8 +95,7 @@ def test_ihc_potential_matches_c_model_prefix(case):
     _check_against_c_model(case, n_pin=3000)
 
 
-@pytest.mark.long
-@pytest.mark.skipif(os.environ.get("PHASELOCKNET_LONG_TESTS") != "1", reason="full-length C-model cases (~70 s); set PHASELOCKNET_LONG_TESTS=1")
+@pytest.mark.long  # full-length cases: ~40 s CPU in all; `pytest --long`
 @needs_reference
 @pytest.mark.parametrize("case", VIHC_CASES)
 def test_ihc_potential_matches_c_model_full(case):
