@@ -8,9 +8,9 @@ the same code (``PHASELOCKNET_BEZ2018_COMPILE=0`` forces it).
 
 Control-path gain schedule (the C model's ``tmpgain``): at sample n the new wideband gain is
 written ``grd`` samples ahead (its group delay) and the gain for sample n + 1 is read at n, a
-slot never written keeping the previous gain. ``gain_buf[..., j]`` holds the slot of sample
-(block start + j); writes made inside a block are resolved in the block, last write winning,
-and applied to the buffer after it.
+slot never written keeping the previous gain. ``gain_buf`` is a ring of such slots; writes made
+inside a block are resolved in the block (last write winning) and stored after it, so the block
+itself stays elementwise.
 """
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ CHUNK = 1 << 14     # samples per call of the block loop: bounds the output buff
 _PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
-def advance(p: CochleaParams, consts: tuple, state: dict, gain_buf: torch.Tensor, pin: torch.Tensor):
-    """Run ``pin.shape[-1]`` samples; returns (state, gain_buf, ihcouttmp (ears, n_cf, K))."""
+def advance(p: CochleaParams, consts: tuple, state: dict, gain_buf: torch.Tensor, pin: torch.Tensor, offset: int):
+    """Run ``pin.shape[-1]`` samples; returns (state, gain_buf (updated in place), ihcouttmp (ears, n_cf, K))."""
     tdres, me_sos, lp_c1, lp_c2, cihc = consts
+    size = gain_buf.shape[-1]
     s = dict(state)
     me = s["me"]
     writes, outs = [], []
@@ -41,7 +42,7 @@ def advance(p: CochleaParams, consts: tuple, state: dict, gain_buf: torch.Tensor
         rsigma, new_gain, grd = control_path_step(p, tdres, s, x)
         pos = grd + k
         writes.append((pos, new_gain))
-        slot = gain_buf[..., k]
+        slot = gain_buf[..., (offset + k) % size]
         for pj, gj in writes:
             slot = torch.where(pj == k, gj, slot)
         s["wb_gain"] = torch.where(slot == 0, s["wb_gain"], slot)
@@ -50,21 +51,19 @@ def advance(p: CochleaParams, consts: tuple, state: dict, gain_buf: torch.Tensor
         s["ihc"], vihc = ihc_lowpass_step(s["ihc"], ihc_transduction(c1_out, c2_out, p.cf, cihc), lp_c1, lp_c2)
         outs.append(vihc)
     s["me"] = me
-    return s, _apply_gain_writes(gain_buf, writes), torch.stack(outs, dim=-1)
+    _apply_gain_writes(gain_buf, writes, offset)
+    return s, gain_buf, torch.stack(outs, dim=-1)
 
 
-def _apply_gain_writes(gain_buf: torch.Tensor, writes: list) -> torch.Tensor:
-    """Scatter a block's scheduled gains (last write wins) and shift the buffer by the block length."""
-    k_len = len(writes)
-    pos = torch.stack([w[0] for w in writes], dim=-1)
-    val = torch.stack([w[1] for w in writes], dim=-1)
-    later = torch.ones(k_len, k_len, dtype=torch.bool, device=pos.device).triu(1)
-    overridden = ((pos[..., :, None] == pos[..., None, :]) & later).any(-1)
+def _apply_gain_writes(gain_buf: torch.Tensor, writes: list, offset: int) -> None:
+    """Store a block's scheduled gains in time order (last write wins), then free its consumed slots."""
     size = gain_buf.shape[-1]
-    idx = torch.where(overridden, torch.full_like(pos, size), pos).long()
-    extended = torch.cat([gain_buf, torch.zeros_like(gain_buf[..., :1])], dim=-1)
-    extended = extended.scatter(-1, idx, val)
-    return torch.cat([extended[..., k_len:size], torch.zeros_like(gain_buf[..., :k_len])], dim=-1)
+    for pos, gain in writes:
+        gain_buf.scatter_(-1, ((pos.long() + offset) % size).unsqueeze(-1), gain.unsqueeze(-1))
+    end = offset + len(writes)
+    gain_buf[..., offset:min(end, size)] = 0
+    if end > size:
+        gain_buf[..., : end - size] = 0
 
 
 class IHCStream:
@@ -84,6 +83,7 @@ class IHCStream:
         self.consts = (1.0 / pin_fs, sos_as_floats(middle_ear_sos(pin_fs)),
                        *lowpass_coefficients(float(ihc_lowpass_cutoff), 1.0 / pin_fs), float(cihc))
         self.state, self.gain_buf = _initial_state(self.params, self.n_ears, int(ihc_lowpass_order), device)
+        self.gain_offset = 0  # gain_buf is a ring: column (gain_offset + j) % size is sample (now + j)
         self.delays = torch.tensor(delay_samples(self.params.cf, pin_fs), device=device)
         self.history = torch.zeros(self.n_ears, len(self.delays), int(self.delays.max()),
                                    dtype=torch.float64, device=device)
@@ -108,7 +108,8 @@ class IHCStream:
                 step = min(BLOCK, length - start)
                 fn = self._advance if step == BLOCK else advance
                 self.state, self.gain_buf, y = fn(self.params, self.consts, self.state, self.gain_buf,
-                                                  flat[:, start:start + step])
+                                                  flat[:, start:start + step], self.gain_offset)
+                self.gain_offset = (self.gain_offset + step) % self.gain_buf.shape[-1]
                 pieces.append(y)
         finally:
             torch.set_num_threads(threads)
