@@ -112,7 +112,37 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     bench_cochlea(args.seconds, [int(b) for b in args.batches.split(",")])
+    bench_synapse(args.seconds, [int(b) for b in args.batches.split(",")])
 
 
 if __name__ == "__main__":
     main()
+
+
+# ======================================================================================
+# Synapse section (synapse helper): synapse + spike generator + mean rate + decimation
+# ======================================================================================
+def bench_synapse(seconds: float, batches: list[int]) -> None:
+    """CPU-s per ear-second of the stages after the IHC potential, rng="torch" (budget 0.8).
+
+    Input: the IHC potential of 0.1 s of the 1 kHz tone (one cochlea call), repeated along time
+    to ``seconds``; 50 CFs x 3 spont rates; the C model's whole nervegram as the baseline."""
+    import importlib  # noqa: PLC0415
+
+    from phaselocknet.bez2018 import presets  # noqa: PLC0415
+    ng = importlib.import_module("phaselocknet.bez2018.nervegram")
+    signal, fs = sounds(0.1)["tone1k_60dB"]
+    vihc0 = cochlea_stage(signal, fs, 1)
+    reps = max(1, round(seconds / 0.1))
+    vihc1 = vihc0.repeat(1, 1, reps)
+    dur = vihc1.shape[-1] / PIN_FS
+    kw = presets.resolve("speech", 3000.0, {})
+    cf = presets.cf_list_of(kw)
+    c_nervegram = c_model_cpu_per_ear_second()
+    print(f"== synapse stages (mapping .. 10 kHz mean rate), 50 CFs x 3 spont, rng=torch, {dur:.2f} s ==")
+    for batch in batches:
+        vihc = vihc1.expand(batch, -1, -1).contiguous()
+        cpu, wall = timed(ng._torch_examples, vihc, cf, list(range(batch)), kw)
+        per = cpu / (batch * dur)
+        ratio = f", {per / c_nervegram:.3f}x the C nervegram" if c_nervegram else ""
+        print(f"batch {batch:3d}: {per:6.3f} CPU-s per ear-second ({batch * dur / wall:.3f} ear-s per wall-s{ratio})")

@@ -122,18 +122,28 @@ def decimate(x: torch.Tensor, q: int) -> torch.Tensor:
     flat = x.reshape(-1, 1, n)
     first, last = flat[..., :1], flat[..., -1:]
     ext = torch.cat([2 * first - flat[..., 1:pad + 1].flip(-1), flat, 2 * last - flat[..., -pad - 1:-1].flip(-1)], dim=-1)
-    y = _fir_from_steady_state(_fir_from_steady_state(ext, b).flip(-1), b).flip(-1)
-    return y[..., pad:pad + n:q].reshape(*lead, -1)
+    fwd = _fir_from_steady_state(ext, b).flip(-1)
+    # backward pass only where the decimated output is read: ext index pad + j*q, i.e.
+    # reversed index m = len - 1 - pad - j*q
+    m = ext.shape[-1] - 1 - pad - torch.arange(0, n, q, device=x.device)
+    y = _fir_from_steady_state(fwd, b, at=m)
+    return y.reshape(*lead, -1)
 
 
-def _fir_from_steady_state(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """lfilter(b, [1], x) started as if x[0] had always been the input; taps are summed from the
-    oldest to the newest, the order of lfilter's transposed direct form."""
+def _fir_from_steady_state(x: torch.Tensor, b: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+    """lfilter(b, [1], x) started as if x[0] had always been the input (at output indices
+    ``at`` only, if given); taps are summed from the oldest to the newest, the order of
+    lfilter's transposed direct form."""
     nb, n = b.numel(), x.shape[-1]
     xp = torch.cat([x[..., :1].expand(*x.shape[:-1], nb - 1), x], dim=-1)
-    acc = b[nb - 1] * xp[..., :n]
+    if at is None:
+        acc = b[nb - 1] * xp[..., :n]
+        for k in range(nb - 2, -1, -1):
+            acc = b[k] * xp[..., nb - 1 - k: nb - 1 - k + n] + acc
+        return acc
+    acc = b[nb - 1] * xp.index_select(-1, at)
     for k in range(nb - 2, -1, -1):
-        acc = b[k] * xp[..., nb - 1 - k: nb - 1 - k + n] + acc
+        acc = b[k] * xp.index_select(-1, at + (nb - 1 - k)) + acc
     return acc
 
 
