@@ -147,6 +147,34 @@ def _clip(arrays, t0_list, kw, dur):
             for a in arrays]
 
 
+def _run_chunks(pin, cf, seeds, kw, rng, return_ihc, n_ears):
+    """Mean rates (rows, T), IHC potentials and clip-draw callables, in chunks of examples."""
+    batch, device = pin.shape[0], pin.device
+    per_chunk = max(1, _EAR_CHUNK_ELEMENTS // (n_ears * len(cf) * pin.shape[-1]))
+    rates, ihcs, clip_draws = [], [], []
+    for b0 in range(0, batch, per_chunk):
+        b1 = min(batch, b0 + per_chunk)
+        vihc = ihc_potential(pin[b0:b1].reshape(-1, pin.shape[-1]), torch.as_tensor(cf, device=device),
+                             pin_fs=kw["pin_fs"], species=kw["species"],
+                             bandwidth_scale_factor=kw["bandwidth_scale_factor"], cohc=kw["cohc"],
+                             cihc=kw["cihc"], ihc_lowpass_cutoff=kw["IhcLowPass_cutoff"],
+                             ihc_lowpass_order=kw["IhcLowPass_order"])
+        if return_ihc:
+            ihcs.append(resample_poly(vihc, int(kw["nervegram_fs"]), int(kw["pin_fs"])).reshape(b1 - b0, n_ears, len(cf), -1))
+        if rng == "numpy":
+            per_ex = vihc.shape[0] // (b1 - b0)
+            for i in range(b1 - b0):
+                r, clip = _numpy_example(vihc[i * per_ex:(i + 1) * per_ex], cf, seeds[b0 + i], kw)
+                rates.append(r)
+                clip_draws.append(clip)
+        else:
+            r, clips = _torch_examples(vihc, cf, seeds[b0:b1], kw)
+            rates.append(r)
+            clip_draws.extend(clips)
+        del vihc
+    return rates, ihcs, clip_draws
+
+
 def nervegram(signal, sample_rate, ihc_cutoff: float = 3000.0, preset: str = "speech", seed=0,
               rng: str = "torch", return_ihc: bool = False, device=None, **overrides) -> dict:
     """BEZ2018 nervegram of ``signal`` (pascals) sampled at ``sample_rate`` Hz.
@@ -172,28 +200,7 @@ def nervegram(signal, sample_rate, ihc_cutoff: float = 3000.0, preset: str = "sp
     seeds = rs.example_seeds(seed, x.shape[0], rng)
     batch, n_ears = x.shape[:2]
     pin = _level(resample_poly(x, int(kw["pin_fs"]), int(sample_rate)), kw)
-    per_chunk = max(1, _EAR_CHUNK_ELEMENTS // (n_ears * len(cf) * pin.shape[-1]))
-    rates, ihcs, clip_draws = [], [], []
-    for b0 in range(0, batch, per_chunk):
-        b1 = min(batch, b0 + per_chunk)
-        vihc = ihc_potential(pin[b0:b1].reshape(-1, pin.shape[-1]), torch.as_tensor(cf, device=device),
-                             pin_fs=kw["pin_fs"], species=kw["species"],
-                             bandwidth_scale_factor=kw["bandwidth_scale_factor"], cohc=kw["cohc"],
-                             cihc=kw["cihc"], ihc_lowpass_cutoff=kw["IhcLowPass_cutoff"],
-                             ihc_lowpass_order=kw["IhcLowPass_order"])
-        if return_ihc:
-            ihcs.append(resample_poly(vihc, int(kw["nervegram_fs"]), int(kw["pin_fs"])).reshape(b1 - b0, n_ears, len(cf), -1))
-        if rng == "numpy":
-            per_ex = vihc.shape[0] // (b1 - b0)
-            for i in range(b1 - b0):
-                r, clip = _numpy_example(vihc[i * per_ex:(i + 1) * per_ex], cf, seeds[b0 + i], kw)
-                rates.append(r)
-                clip_draws.append(clip)
-        else:
-            r, clips = _torch_examples(vihc, cf, seeds[b0:b1], kw)
-            rates.append(r)
-            clip_draws.extend(clips)
-        del vihc
+    rates, ihcs, clip_draws = _run_chunks(pin, cf, seeds, kw, rng, return_ihc, n_ears)
     n_sp = len(np.asarray(kw["spont"]).reshape(-1))
     meanrates = torch.cat(rates).reshape(batch, n_ears, len(cf), n_sp, -1).transpose(2, 3)
     outs = [meanrates] + ([torch.cat(ihcs)] if return_ihc else [])
