@@ -41,9 +41,15 @@ def test_middle_ear_coefficients_are_the_prewarped_bilinear_transform():
         np.testing.assert_allclose(sos[k, 3:], az, rtol=1e-12, atol=1e-12)
 
 
-def test_middle_ear_filter_equals_sosfilt():
+def test_middle_ear_filter_equals_direct_form_one_recurrence():
+    # The C model's difference equation, written out here (direct form I, one section after another).
     x = np.random.default_rng(1).standard_normal((2, 600))
-    ref = scipy.signal.sosfilt(middle_ear_sos(FS), x, axis=-1)
+    ref = x.copy()
+    for b0, b1, b2, _, a1, a2 in middle_ear_sos(FS):
+        inp, ref = ref, np.zeros_like(ref)
+        for n in range(x.shape[-1]):
+            ref[:, n] = (b0 * inp[:, n] + b1 * inp[:, n - 1] * (n > 0) + b2 * inp[:, n - 2] * (n > 1)
+                         - a1 * ref[:, n - 1] * (n > 0) - a2 * ref[:, n - 2] * (n > 1))
     out = middle_ear_filter(torch.from_numpy(x), FS).numpy()
     assert np.abs(out - ref).max() <= 1e-12 * np.abs(ref).max()  # same recurrence: rounding only
 
@@ -54,9 +60,10 @@ def test_ihc_lowpass_equals_seven_bilinear_one_poles(cutoff):
     b, a = scipy.signal.bilinear([wc], [1, wc], fs=FS)  # analog one-pole lowpass, bilinear at pin_fs
     c1, c2 = lowpass_coefficients(cutoff, 1 / FS)
     np.testing.assert_allclose([c2, c2, -c1], [b[0], b[1], a[1]], rtol=1e-12)
-    sos = np.tile(np.r_[b, 0.0, a, 0.0], (7, 1))
     x = np.random.default_rng(2).standard_normal((3, 800))
-    ref = scipy.signal.sosfilt(sos, x, axis=-1)
+    ref = x
+    for _ in range(7):  # seven one-poles in cascade, each by lfilter
+        ref = scipy.signal.lfilter(b, a, ref, axis=-1)
     out = ihc_lowpass_filter(torch.from_numpy(x), FS, cutoff, order=7).numpy()
     assert np.abs(out - ref).max() <= 1e-10 * np.abs(ref).max()
 

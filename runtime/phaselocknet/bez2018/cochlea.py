@@ -273,7 +273,12 @@ def c1_step(p: CochleaParams, state: tuple, x: torch.Tensor, rsigma: torch.Tenso
     return new, y * p.c1_norm_gain / 4.0
 
 
-def c2_step(p: CochleaParams, state: tuple, x: torch.Tensor):
-    """Parallel-path C2 filter: the C1 filter frozen at its widest (OHC fully impaired) poles."""
-    new, y = _chirp_sections(x, state, p.c2_coefs)
-    return new, y * p.c2_norm_gain / 4.0
+def c2_sos(p: CochleaParams) -> np.ndarray:
+    """Parallel-path C2 filter (the C1 filter frozen at its widest, OHC fully impaired, poles) as
+    second-order sections per CF, (n_cf, 5, 6), its output gain ``c2_norm_gain / 4`` folded into
+    the first section: a fixed linear filter, run over whole chunks by ``iir.sosfilt_per_channel``."""
+    coefs = np.stack([np.stack([c.cpu().numpy() for c in row]) for row in p.c2_coefs])  # (5, 5, n_cf)
+    b, a = coefs[:, :3], coefs[:, 3:]
+    sos = np.concatenate([b, np.ones_like(a[:, :1]), -a], axis=1).transpose(2, 0, 1).copy()
+    sos[:, 0, :3] *= (p.c2_norm_gain.cpu().numpy() / 4.0)[:, None]
+    return sos

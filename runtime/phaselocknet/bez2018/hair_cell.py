@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from .cochlea import _first_order_lowpass_cascade, lowpass_coefficients
+from .cochlea import lowpass_coefficients
+from .iir import sosfilt, zero_state
 
 _CORNER_DB = 80.0
 _STRENGTH = 20.0e6 / 10 ** (_CORNER_DB / 20)
@@ -33,21 +35,16 @@ def ihc_transduction(c1_out: torch.Tensor, c2_out: torch.Tensor, cf: torch.Tenso
     return c1_vihc + c2_vihc
 
 
-def ihc_lowpass_step(previous: tuple, x: torch.Tensor, c1: float, c2: float):
-    """One sample of the order-len(previous)-1 IHC lowpass cascade; returns (new stages, output)."""
-    stages = _first_order_lowpass_cascade(x, previous, c1, c2)
-    return stages, stages[-1]
+def ihc_lowpass_sos(cutoff: float, pin_fs: float, order: int = 7) -> np.ndarray:
+    """The lowpass as ``order`` identical first-order sections [c2 c2 0 1 -c1 0] (bilinear one-poles)."""
+    c1, c2 = lowpass_coefficients(cutoff, 1.0 / pin_fs)
+    return np.tile([c2, c2, 0.0, 1.0, -c1, 0.0], (int(order), 1))
 
 
 def ihc_lowpass_filter(x: torch.Tensor, pin_fs: float, cutoff: float, order: int = 7) -> torch.Tensor:
-    """The IHC lowpass on a whole signal (..., time), one step per sample (slow; for tests)."""
-    c1, c2 = lowpass_coefficients(cutoff, 1.0 / pin_fs)
-    zero = torch.zeros_like(x[..., 0])
-    state = tuple(zero for _ in range(order + 1))
-    out = torch.empty_like(x)
-    for n in range(x.shape[-1]):
-        state, out[..., n] = ihc_lowpass_step(state, x[..., n], c1, c2)
-    return out
+    """The IHC lowpass on a whole signal (..., time) from rest (the stream carries state itself)."""
+    sos = ihc_lowpass_sos(cutoff, pin_fs, order)
+    return sosfilt(sos, x, zero_state(sos, x.shape[:-1]))[0]
 
 
 def delay_samples(cf, pin_fs: float) -> list[int]:

@@ -1,9 +1,8 @@
 """Human middle-ear filter of BEZ2018 (species 2, after Pascal et al. 1998).
 
 Three bilinear-transformed (prewarped at 1 kHz) biquads in cascade, output divided by the
-maximum gain 2. The recurrence is advanced one sample at a time by ``middle_ear_step`` so that it
-can run inside the fused time loop of the cochlea; ``middle_ear_filter`` runs it on a whole
-signal (used by the tests against ``scipy.signal.sosfilt`` of ``middle_ear_sos``).
+maximum gain 2. It is linear and fixed, so ``middle_ear_filter`` runs it over a whole chunk
+(``iir.sosfilt``) ahead of the per-sample loop of the cochlea.
 """
 from __future__ import annotations
 
@@ -11,6 +10,8 @@ import math
 
 import numpy as np
 import torch
+
+from .iir import sosfilt, zero_state
 
 # (s^2 + n1 s + n0) / (s^2 + d1 s + d0) per section, Pascal et al. (1998) as in BEZ2018.
 _HUMAN_SECTIONS = (
@@ -39,32 +40,7 @@ def middle_ear_sos(pin_fs: float) -> np.ndarray:
     return sos
 
 
-def middle_ear_initial_state(batch_shape, dtype=torch.float64, device=None) -> tuple[torch.Tensor, ...]:
-    """Zero state: per section (x[n-1], x[n-2], y[n-1], y[n-2]), the C model's calloc'd history."""
-    zero = torch.zeros(batch_shape, dtype=dtype, device=device)
-    return tuple(zero for _ in range(12))
-
-
-def middle_ear_step(sos: tuple[tuple[float, ...], ...], state: tuple, x: torch.Tensor):
-    """Advance the cascade by one sample; ``sos`` as Python floats so compiled code inlines them."""
-    new_state = []
-    for k, (b0, b1, b2, _, a1, a2) in enumerate(sos):
-        x1, x2, y1, y2 = state[4 * k : 4 * k + 4]
-        y = b0 * x + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
-        new_state += [x, x1, y, y1]
-        x = y
-    return tuple(new_state), x
-
-
-def sos_as_floats(sos: np.ndarray) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(float(v) for v in row) for row in sos)
-
-
 def middle_ear_filter(pin: torch.Tensor, pin_fs: float = 100e3) -> torch.Tensor:
-    """Middle-ear output (Pa scaled by 1/2) of ``pin`` (..., time), one step per sample (slow, exact)."""
-    sos = sos_as_floats(middle_ear_sos(pin_fs))
-    state = middle_ear_initial_state(pin.shape[:-1], pin.dtype, pin.device)
-    out = torch.empty_like(pin)
-    for n in range(pin.shape[-1]):
-        state, out[..., n] = middle_ear_step(sos, state, pin[..., n])
-    return out
+    """Middle-ear output (Pa scaled by 1/2) of ``pin`` (..., time) from rest (the stream carries state itself)."""
+    sos = middle_ear_sos(pin_fs)
+    return sosfilt(sos, pin, zero_state(sos, pin.shape[:-1]))[0]

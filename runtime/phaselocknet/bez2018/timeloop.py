@@ -1,7 +1,10 @@
-"""The sample-by-sample loop of the BEZ2018 periphery (IHCAN), vectorised over ears x CFs.
+"""The BEZ2018 periphery (IHCAN) on a stream of chunks, vectorised over ears x CFs.
 
-Every stage is a recurrence, and the control path feeds back into the C1 filter and into its
-own gain, so time is sequential; ears and CFs are independent. ``advance`` runs K samples; it is
+Only the control path and the C1 filter it retunes are nonlinear recurrences (the control path
+feeds back into C1 and into its own gain), so only they run sample by sample (``advance``); ears
+and CFs are independent. The fixed linear stages run over whole chunks (``iir``): the middle ear
+before the loop, the C2 filter beside it, and, since the transduction is memoryless, the IHC
+lowpass after it. ``advance`` runs K samples; it is
 pure elementwise arithmetic on (ears, n_cf) tensors except for a static slice of the gain
 schedule, so ``torch.compile`` fuses a block of K samples into one kernel. The eager function is
 the same code (``PHASELOCKNET_BEZ2018_COMPILE=0`` forces it).
@@ -16,29 +19,29 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from .cochlea import CochleaParameterError, CochleaParams, c1_step, c2_step, cochlea_params, control_path_step
-from .cochlea import lowpass_coefficients
-from .hair_cell import delay_samples, ihc_lowpass_step, ihc_transduction
-from .middle_ear import middle_ear_initial_state, middle_ear_sos, middle_ear_step, sos_as_floats
+from .cochlea import CochleaParameterError, CochleaParams, c1_step, c2_sos, cochlea_params, control_path_step
+from .hair_cell import delay_samples, ihc_lowpass_sos, ihc_transduction
+from .iir import sosfilt, sosfilt_per_channel, zero_state
+from .middle_ear import middle_ear_sos
 from . import compile_cache
 
 BLOCK = 16          # samples per (compiled) block
-CHUNK = 1 << 14     # samples per call of the block loop: bounds the output buffers of long sounds
+CHUNK = 1 << 12     # samples per stream call in ``run``: bounds the whole-chunk buffers of long sounds
 _PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
-def advance(p: CochleaParams, consts: tuple, state: dict, gain_buf: torch.Tensor, pin: torch.Tensor, offset: int):
-    """Run ``pin.shape[-1]`` samples; returns (state, gain_buf (updated in place), ihcouttmp (ears, n_cf, K))."""
-    tdres, me_sos, lp_c1, lp_c2, cihc = consts
+def advance(p: CochleaParams, tdres: float, state: dict, gain_buf: torch.Tensor, meout: torch.Tensor, offset: int):
+    """Run ``meout.shape[-1]`` samples of the middle-ear output through the control path and C1.
+
+    Returns (state, gain_buf (updated in place), C1 output (ears, n_cf, K))."""
     size = gain_buf.shape[-1]
     s = dict(state)
-    me = s["me"]
     writes, outs = [], []
-    for k in range(pin.shape[-1]):
-        me, meout = middle_ear_step(me_sos, me, pin[:, k])
-        x = meout[:, None]
+    for k in range(meout.shape[-1]):
+        x = meout[:, k, None]
         rsigma, new_gain, grd = control_path_step(p, tdres, s, x)
         pos = grd + k
         writes.append((pos, new_gain))
@@ -47,10 +50,7 @@ def advance(p: CochleaParams, consts: tuple, state: dict, gain_buf: torch.Tensor
             slot = torch.where(pj == k, gj, slot)
         s["wb_gain"] = torch.where(slot == 0, s["wb_gain"], slot)
         s["c1"], c1_out = c1_step(p, s["c1"], x, rsigma)
-        s["c2"], c2_out = c2_step(p, s["c2"], x)
-        s["ihc"], vihc = ihc_lowpass_step(s["ihc"], ihc_transduction(c1_out, c2_out, p.cf, cihc), lp_c1, lp_c2)
-        outs.append(vihc)
-    s["me"] = me
+        outs.append(c1_out)
     _apply_gain_writes(gain_buf, writes, offset)
     return s, gain_buf, torch.stack(outs, dim=-1)
 
@@ -80,9 +80,14 @@ class IHCStream:
         self.params = cochlea_params(cf, pin_fs, species, bandwidth_scale_factor, cohc).to(device)
         self.batch_shape = tuple(batch_shape)
         self.n_ears = math.prod(self.batch_shape)
-        self.consts = (1.0 / pin_fs, sos_as_floats(middle_ear_sos(pin_fs)),
-                       *lowpass_coefficients(float(ihc_lowpass_cutoff), 1.0 / pin_fs), float(cihc))
-        self.state, self.gain_buf = _initial_state(self.params, self.n_ears, int(ihc_lowpass_order), device)
+        self.tdres, self.cihc = 1.0 / pin_fs, float(cihc)
+        self.sos = {"me": middle_ear_sos(pin_fs), "c2": c2_sos(self.params),
+                    "ihc": ihc_lowpass_sos(float(ihc_lowpass_cutoff), pin_fs, int(ihc_lowpass_order))}
+        n_cf = self.params.cf.shape[0]
+        self.zi = {"me": zero_state(self.sos["me"], (self.n_ears,)),
+                   "c2": np.stack([zero_state(sos, (self.n_ears,)) for sos in self.sos["c2"]]),
+                   "ihc": zero_state(self.sos["ihc"], (self.n_ears, n_cf))}
+        self.state, self.gain_buf = _initial_state(self.params, self.n_ears, device)
         self.gain_offset = 0  # gain_buf is a ring: column (gain_offset + j) % size is sample (now + j)
         self.delays = torch.tensor(delay_samples(self.params.cf, pin_fs), device=device)
         self.history = torch.zeros(self.n_ears, len(self.delays), int(self.delays.max()),
@@ -96,25 +101,32 @@ class IHCStream:
         if not torch.isfinite(pin).all():
             raise CochleaParameterError("the sound contains NaN or Inf samples; pass a finite waveform in pascals")
         flat = pin.reshape(self.n_ears, -1).to(torch.float64)
-        length = flat.shape[-1]
+        meout, self.zi["me"] = sosfilt(self.sos["me"], flat, self.zi["me"])
+        c1_out = self._control_path_and_c1(meout)
+        c2_out, self.zi["c2"] = sosfilt_per_channel(self.sos["c2"], meout, self.zi["c2"])
+        vihc = ihc_transduction(c1_out, c2_out, self.params.cf[:, None], self.cihc)
+        raw, self.zi["ihc"] = sosfilt(self.sos["ihc"], vihc, self.zi["ihc"])
+        return self._delay(raw).reshape(*self.batch_shape, len(self.delays), flat.shape[-1])
+
+    def _control_path_and_c1(self, meout: torch.Tensor) -> torch.Tensor:
+        length = meout.shape[-1]
         pieces = []
         threads = torch.get_num_threads()
         # Each op works on only ears x n_cf elements: intra-op threads cost more in synchronisation
         # than they save (measured 10x slower on a loaded 2-core machine), so run this loop on one.
-        if self.n_ears * len(self.delays) < _PARALLEL_MIN_ELEMENTS and flat.device.type == "cpu":
+        if self.n_ears * len(self.delays) < _PARALLEL_MIN_ELEMENTS and meout.device.type == "cpu":
             torch.set_num_threads(1)
         try:
             for start in range(0, length, BLOCK):
                 step = min(BLOCK, length - start)
                 fn = self._advance if step == BLOCK else advance
-                self.state, self.gain_buf, y = fn(self.params, self.consts, self.state, self.gain_buf,
-                                                  flat[:, start:start + step], self.gain_offset)
+                self.state, self.gain_buf, y = fn(self.params, self.tdres, self.state, self.gain_buf,
+                                                  meout[:, start:start + step], self.gain_offset)
                 self.gain_offset = (self.gain_offset + step) % self.gain_buf.shape[-1]
                 pieces.append(y)
         finally:
             torch.set_num_threads(threads)
-        raw = torch.cat(pieces, dim=-1)
-        return self._delay(raw).reshape(*self.batch_shape, len(self.delays), length)
+        return torch.cat(pieces, dim=-1)
 
     def _delay(self, raw: torch.Tensor) -> torch.Tensor:
         width = self.history.shape[-1]
@@ -131,19 +143,16 @@ class IHCStream:
         return torch.cat(pieces, dim=-1)
 
 
-def _initial_state(p: CochleaParams, n_ears: int, order: int, device):
+def _initial_state(p: CochleaParams, n_ears: int, device):
     shape = (n_ears, p.cf.shape[0])
     zero = torch.zeros(shape, dtype=torch.float64, device=device)
     state = {
-        "me": middle_ear_initial_state((n_ears,), device=device),
         "wb_phase": torch.zeros_like(p.cf),
         "wb": tuple(zero for _ in range(8)),
         "tau_wb": p.tau_wb0.expand(shape).clone(),
         "wb_gain": p.wb_gain0.expand(shape).clone(),
         "ohc": tuple(zero for _ in range(3)),
         "c1": tuple(zero for _ in range(12)),
-        "c2": tuple(zero for _ in range(12)),
-        "ihc": tuple(zero for _ in range(order + 1)),
     }
     gain_buf = torch.zeros(*shape, p.max_group_delay + BLOCK + 1, dtype=torch.float64, device=device)
     gain_buf[..., 0] = p.wb_gain0
