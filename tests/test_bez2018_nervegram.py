@@ -60,6 +60,7 @@ def test_silence_speech_with_fgn_reproduces_the_wrapper():
 
 
 @needs_ref
+@pytest.mark.long  # ~30 CPU-s, almost all in the eager cochlea loop: kept out of the CI budget
 def test_tone_without_noise_reproduces_the_wrapper():
     d, out = _case("tone500_80dB_speech_noise0_IHC0050_seed2")
     _check(d, out, 0.99)
