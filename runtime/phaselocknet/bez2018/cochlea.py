@@ -2,12 +2,11 @@
 
 Zilany & Bruce (2006) / Zilany et al. (2009, 2014) as in the C model ``model_IHC_BEZ2018.c``
 (species 2: human, Shera et al. 2002 tuning). Everything per CF is a constant of
-``cochlea_params``; the recurrences advance one sample per call of the ``*_step`` functions so that
-the time loop (``timeloop.py``) can fuse them. State tensors broadcast as (ears, n_cf).
+``cochlea_params``; the per-sample recurrences (control path, C1) are in ``cochlea_step.py``, the
+fixed C2 filter is ``c2_sos`` for whole-chunk filtering.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -173,104 +172,9 @@ def cochlea_params(cf, pin_fs: float, species: int = 2, bandwidth_scale_factor=1
     return CochleaParams(max_group_delay=max_grd, **tensors)
 
 
-def _boltzmann(x: torch.Tensor) -> torch.Tensor:
-    """OHC nonlinearity (asymmetry 7, s0 = 12, s1 = x1 = 5), normalised to a maximum of 1."""
-    shift = 1.0 / (1.0 + OHC_ASYM)
-    x0 = 12.0 * math.log((1.0 / shift - 1) / (1 + math.exp(5.0 / 5.0)))
-    out1 = 1.0 / (1.0 + torch.exp(-(x - x0) / 12.0) * (1.0 + torch.exp(-(x - 5.0) / 5.0))) - shift
-    return out1 / (1 - shift)
-
-
-def _first_order_lowpass_cascade(x, previous, c1, c2):
-    """Cascade of bilinear one-pole lowpass stages; ``previous`` = last sample's stage outputs."""
-    stages = [x]
-    for i in range(len(previous) - 1):
-        stages.append(c1 * previous[i + 1] + c2 * (stages[i] + previous[i]))
-    return tuple(stages)
-
-
 def lowpass_coefficients(cutoff_hz: float, tdres: float) -> tuple[float, float]:
     c = 2.0 / tdres
     return (c - TWOPI * cutoff_hz) / (c + TWOPI * cutoff_hz), TWOPI * cutoff_hz / (TWOPI * cutoff_hz + c)
-
-
-def control_path_step(p: CochleaParams, tdres: float, s: dict, x: torch.Tensor):
-    """Wideband gammatone -> Boltzmann -> OHC lowpass -> NLafterohc; updates ``s`` in place (dict).
-
-    Returns (rsigma, new wideband tau's gain and group delay): the gain is scheduled by the caller.
-    """
-    phi = s["wb_phase"] + p.wb_delta_phase
-    dtmp = s["tau_wb"] * 2.0 / tdres
-    c1 = (dtmp - 1) / (dtmp + 1)
-    c2g = (1.0 / (dtmp + 1)) * s["wb_gain"]
-    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
-    re, im = x * cos_phi, x * sin_phi
-    prev = s["wb"]
-    new = [re, im]
-    for j in range(1, WB_ORDER + 1):
-        re = c2g * (re + prev[2 * j - 2]) + c1 * prev[2 * j]
-        im = c2g * (im + prev[2 * j - 1]) + c1 * prev[2 * j + 1]
-        new += [re, im]
-    wb_out1 = cos_phi * re + sin_phi * im
-    ratio = s["tau_wb"] / p.tau_wb_max
-    wb_out = ratio * ratio * ratio * wb_out1 * p.wb_out_scale
-    ohc = _first_order_lowpass_cascade(_boltzmann(wb_out), s["ohc"], *lowpass_coefficients(OHC_LOWPASS_HZ, tdres))
-    tmp_tau = p.bm_tau_max * (p.nl_min_r + (1.0 - p.nl_min_r) * torch.exp(-ohc[-1].abs() / p.nl_s0))
-    tmp_tau = torch.minimum(torch.maximum(tmp_tau, p.bm_tau_min), p.bm_tau_max)
-    tau_c1 = p.cohc * (tmp_tau - p.bm_tau_min) + p.bm_tau_min
-    rsigma = 1 / tau_c1 - 1 / p.bm_tau_max
-    tau_wb = p.tau_wb_max + (tau_c1 - p.bm_tau_max) * (p.tau_wb_max - p.tau_wb_min) / (p.bm_tau_max - p.bm_tau_min)
-    dtmp2 = tau_wb * 2.0 / tdres
-    g1 = (dtmp2 - 1) / (dtmp2 + 1)
-    g2 = 1.0 / (dtmp2 + 1)
-    tmp1 = 1 + g1 * g1 - 2 * g1 * p.gd_cos
-    gain = torch.sqrt(tmp1 / (2 * g2 * g2 * (1 + p.gd_cos)))
-    group_delay = torch.floor(0.5 - (g1 * g1 - g1 * p.gd_cos) / tmp1)
-    s.update(wb_phase=phi, wb=tuple(new), ohc=ohc, tau_wb=tau_wb)
-    return rsigma, gain, group_delay
-
-
-def _chirp_sections(x, state, coefs):
-    """Five biquads in cascade; state = (x1, x2, then y1, y2 per section); coefs yield b0 b1 b2 a1 a2."""
-    x1, x2 = state[0], state[1]
-    new = [x, x1]
-    inp = (x, x1, x2)
-    for i, (b0, b1, b2, a1, a2) in enumerate(coefs):
-        y1, y2 = state[2 + 2 * i], state[3 + 2 * i]
-        dy = b0 * inp[0] + b1 * inp[1] + b2 * inp[2] + a1 * y1 + a2 * y2
-        new += [dy, y1]
-        inp = (dy, y1, y2)
-    return tuple(new), inp[0]
-
-
-def c1_step(p: CochleaParams, state: tuple, x: torch.Tensor, rsigma: torch.Tensor):
-    """Signal-path C1 chirp filter with poles moved by ``rsigma`` and the zero re-placed to keep its phase.
-
-    atan(q) is computed as atan2(q, 1) and tan as sin / cos: the same values to an ulp, but torch's
-    float64 atan and tan kernels on this CPU build cost ~30 us per element (measured), atan2/sin/cos ~5 ns.
-    """
-    p1x = -(1 / p.bm_tau_max) - rsigma
-    p5x = p1x - p.rpa
-    preal = (p1x, (p1x + p5x) * 0.5, p5x)
-    pimag = (p.pole_imag[0], p.pole_imag[1], p.pole_imag[2])
-    one = torch.ones_like(p1x)
-    atans = [torch.atan2((p.omega - pimag[i]) / (-preal[i]), one) for i in range(3)]
-    atans_plus = [torch.atan2((p.omega + pimag[i]) / (-preal[i]), one) for i in range(3)]
-    phase = 0.0
-    for i in C1_SECTIONS:
-        phase = phase - atans[i] - atans_plus[i]
-    half = (p.c1_init_phase - phase) / 5
-    rzero = -p.omega * torch.cos(half) / torch.sin(half)
-    fs = p.fs_bilinear
-    zero_terms = (fs - rzero, -2 * rzero, -(fs + rzero))
-    distinct = []
-    for i in range(3):
-        inv = 1.0 / ((fs - preal[i]) ** 2 + pimag[i] ** 2)
-        distinct.append((zero_terms[0] * inv, zero_terms[1] * inv, zero_terms[2] * inv,
-                         2 * (fs * fs - preal[i] * preal[i] - pimag[i] * pimag[i]) * inv,
-                         -((fs + preal[i]) * (fs + preal[i]) + pimag[i] * pimag[i]) * inv))
-    new, y = _chirp_sections(x, state, [distinct[i] for i in C1_SECTIONS])
-    return new, y * p.c1_norm_gain / 4.0
 
 
 def c2_sos(p: CochleaParams) -> np.ndarray:

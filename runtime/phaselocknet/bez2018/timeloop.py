@@ -4,16 +4,13 @@ Only the control path and the C1 filter it retunes are nonlinear recurrences (th
 feeds back into C1 and into its own gain), so only they run sample by sample (``advance``); ears
 and CFs are independent. The fixed linear stages run over whole chunks (``iir``): the middle ear
 before the loop, the C2 filter beside it, and, since the transduction is memoryless, the IHC
-lowpass after it. ``advance`` runs K samples; it is
-pure elementwise arithmetic on (ears, n_cf) tensors except for a static slice of the gain
-schedule, so ``torch.compile`` fuses a block of K samples into one kernel. The eager function is
-the same code (``PHASELOCKNET_BEZ2018_COMPILE=0`` forces it).
+lowpass after it. ``advance`` runs K samples (``cochlea_step`` holds the per-sample arithmetic);
+``PHASELOCKNET_BEZ2018_COMPILE=1`` hands a K-sample block to ``torch.compile`` (see compile_cache).
 
 Control-path gain schedule (the C model's ``tmpgain``): at sample n the new wideband gain is
-written ``grd`` samples ahead (its group delay) and the gain for sample n + 1 is read at n, a
-slot never written keeping the previous gain. ``gain_buf`` is a ring of such slots; writes made
-inside a block are resolved in the block (last write winning) and stored after it, so the block
-itself stays elementwise.
+written ``grd`` samples ahead (its group delay; >= 0) and the gain for sample n + 1 is read at n,
+a slot never written keeping the previous gain. ``gain_buf`` (slots, E, C) is a ring of such
+slots: written by one scatter per sample, each slot cleared once read.
 """
 from __future__ import annotations
 
@@ -22,7 +19,8 @@ import math
 import numpy as np
 import torch
 
-from .cochlea import CochleaParameterError, CochleaParams, c1_step, c2_sos, cochlea_params, control_path_step
+from .cochlea import CochleaParameterError, CochleaParams, c2_sos, cochlea_params
+from .cochlea_step import c1_step, control_path_step, initial_state, loop_constants
 from .hair_cell import delay_samples, ihc_lowpass_sos, ihc_transduction
 from .iir import sosfilt, sosfilt_per_channel, zero_state
 from .middle_ear import middle_ear_sos
@@ -33,37 +31,23 @@ CHUNK = 1 << 12     # samples per stream call in ``run``: bounds the whole-chunk
 _PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
-def advance(p: CochleaParams, tdres: float, state: dict, gain_buf: torch.Tensor, meout: torch.Tensor, offset: int):
+def advance(k: dict, state: dict, gain_buf: torch.Tensor, meout: torch.Tensor, offset: int):
     """Run ``meout.shape[-1]`` samples of the middle-ear output through the control path and C1.
 
     Returns (state, gain_buf (updated in place), C1 output (ears, n_cf, K))."""
-    size = gain_buf.shape[-1]
+    size = gain_buf.shape[0]
     s = dict(state)
-    writes, outs = [], []
-    for k in range(meout.shape[-1]):
-        x = meout[:, k, None]
-        rsigma, new_gain, grd = control_path_step(p, tdres, s, x)
-        pos = grd + k
-        writes.append((pos, new_gain))
-        slot = gain_buf[..., (offset + k) % size]
-        for pj, gj in writes:
-            slot = torch.where(pj == k, gj, slot)
+    outs = []
+    for i in range(meout.shape[-1]):
+        x = meout[:, i, None]
+        rsigma, new_gain, grd = control_path_step(k, s, x)
+        now = (offset + i) % size
+        gain_buf.scatter_(0, torch.remainder(grd.long() + now, size)[None], new_gain[None])
+        slot = gain_buf[now]
         s["wb_gain"] = torch.where(slot == 0, s["wb_gain"], slot)
-        s["c1"], c1_out = c1_step(p, s["c1"], x, rsigma)
-        outs.append(c1_out)
-    _apply_gain_writes(gain_buf, writes, offset)
+        slot.zero_()
+        outs.append(c1_step(k, s, x, rsigma))
     return s, gain_buf, torch.stack(outs, dim=-1)
-
-
-def _apply_gain_writes(gain_buf: torch.Tensor, writes: list, offset: int) -> None:
-    """Store a block's scheduled gains in time order (last write wins), then free its consumed slots."""
-    size = gain_buf.shape[-1]
-    for pos, gain in writes:
-        gain_buf.scatter_(-1, ((pos.long() + offset) % size).unsqueeze(-1), gain.unsqueeze(-1))
-    end = offset + len(writes)
-    gain_buf[..., offset:min(end, size)] = 0
-    if end > size:
-        gain_buf[..., : end - size] = 0
 
 
 class IHCStream:
@@ -87,8 +71,9 @@ class IHCStream:
         self.zi = {"me": zero_state(self.sos["me"], (self.n_ears,)),
                    "c2": np.stack([zero_state(sos, (self.n_ears,)) for sos in self.sos["c2"]]),
                    "ihc": zero_state(self.sos["ihc"], (self.n_ears, n_cf))}
-        self.state, self.gain_buf = _initial_state(self.params, self.n_ears, device)
-        self.gain_offset = 0  # gain_buf is a ring: column (gain_offset + j) % size is sample (now + j)
+        self.consts = loop_constants(self.params, self.tdres)
+        self.state, self.gain_buf = _initial_state(self.params, self.consts, self.n_ears)
+        self.gain_offset = 0  # gain_buf is a ring: slot (gain_offset + j) % size is sample (now + j)
         self.delays = torch.tensor(delay_samples(self.params.cf, pin_fs), device=device)
         self.history = torch.zeros(self.n_ears, len(self.delays), int(self.delays.max()),
                                    dtype=torch.float64, device=device)
@@ -100,32 +85,33 @@ class IHCStream:
             raise CochleaParameterError(f"chunk shape {tuple(pin.shape)} does not match the stream's batch {self.batch_shape}")
         if not torch.isfinite(pin).all():
             raise CochleaParameterError("the sound contains NaN or Inf samples; pass a finite waveform in pascals")
-        flat = pin.reshape(self.n_ears, -1).to(torch.float64)
-        meout, self.zi["me"] = sosfilt(self.sos["me"], flat, self.zi["me"])
-        c1_out = self._control_path_and_c1(meout)
-        c2_out, self.zi["c2"] = sosfilt_per_channel(self.sos["c2"], meout, self.zi["c2"])
-        vihc = ihc_transduction(c1_out, c2_out, self.params.cf[:, None], self.cihc)
-        raw, self.zi["ihc"] = sosfilt(self.sos["ihc"], vihc, self.zi["ihc"])
-        return self._delay(raw).reshape(*self.batch_shape, len(self.delays), flat.shape[-1])
+        threads = torch.get_num_threads()
+        # Each op of the per-sample loop works on only ears x n_cf elements: intra-op threads cost
+        # more in synchronisation than they save (measured 10x slower on a loaded 2-core machine),
+        # and so do they for the whole-chunk stages (cat, transduction) there; run on one thread.
+        if self.n_ears * len(self.delays) < _PARALLEL_MIN_ELEMENTS and pin.device.type == "cpu":
+            torch.set_num_threads(1)
+        try:
+            flat = pin.reshape(self.n_ears, -1).to(torch.float64)
+            meout, self.zi["me"] = sosfilt(self.sos["me"], flat, self.zi["me"])
+            c1_out = self._control_path_and_c1(meout)
+            c2_out, self.zi["c2"] = sosfilt_per_channel(self.sos["c2"], meout, self.zi["c2"])
+            vihc = ihc_transduction(c1_out, c2_out, self.params.cf[:, None], self.cihc)
+            raw, self.zi["ihc"] = sosfilt(self.sos["ihc"], vihc, self.zi["ihc"])
+            return self._delay(raw).reshape(*self.batch_shape, len(self.delays), flat.shape[-1])
+        finally:
+            torch.set_num_threads(threads)
 
     def _control_path_and_c1(self, meout: torch.Tensor) -> torch.Tensor:
         length = meout.shape[-1]
         pieces = []
-        threads = torch.get_num_threads()
-        # Each op works on only ears x n_cf elements: intra-op threads cost more in synchronisation
-        # than they save (measured 10x slower on a loaded 2-core machine), so run this loop on one.
-        if self.n_ears * len(self.delays) < _PARALLEL_MIN_ELEMENTS and meout.device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
-            for start in range(0, length, BLOCK):
-                step = min(BLOCK, length - start)
-                fn = self._advance if step == BLOCK else advance
-                self.state, self.gain_buf, y = fn(self.params, self.tdres, self.state, self.gain_buf,
-                                                  meout[:, start:start + step], self.gain_offset)
-                self.gain_offset = (self.gain_offset + step) % self.gain_buf.shape[-1]
-                pieces.append(y)
-        finally:
-            torch.set_num_threads(threads)
+        for start in range(0, length, BLOCK):
+            step = min(BLOCK, length - start)
+            fn = self._advance if step == BLOCK else advance
+            self.state, self.gain_buf, y = fn(self.consts, self.state, self.gain_buf,
+                                              meout[:, start:start + step], self.gain_offset)
+            self.gain_offset = (self.gain_offset + step) % self.gain_buf.shape[0]
+            pieces.append(y)
         return torch.cat(pieces, dim=-1)
 
     def _delay(self, raw: torch.Tensor) -> torch.Tensor:
@@ -143,17 +129,8 @@ class IHCStream:
         return torch.cat(pieces, dim=-1)
 
 
-def _initial_state(p: CochleaParams, n_ears: int, device):
-    shape = (n_ears, p.cf.shape[0])
-    zero = torch.zeros(shape, dtype=torch.float64, device=device)
-    state = {
-        "wb_phase": torch.zeros_like(p.cf),
-        "wb": tuple(zero for _ in range(8)),
-        "tau_wb": p.tau_wb0.expand(shape).clone(),
-        "wb_gain": p.wb_gain0.expand(shape).clone(),
-        "ohc": tuple(zero for _ in range(3)),
-        "c1": tuple(zero for _ in range(12)),
-    }
-    gain_buf = torch.zeros(*shape, p.max_group_delay + BLOCK + 1, dtype=torch.float64, device=device)
-    gain_buf[..., 0] = p.wb_gain0
+def _initial_state(p: CochleaParams, k: dict, n_ears: int):
+    state = initial_state(p, k, n_ears)
+    gain_buf = torch.zeros(p.max_group_delay + BLOCK + 1, *state["wb_gain"].shape, dtype=torch.float64, device=p.cf.device)
+    gain_buf[0] = p.wb_gain0
     return state, gain_buf
