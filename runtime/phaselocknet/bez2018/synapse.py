@@ -65,6 +65,7 @@ class FibreGeometry:
     n_in: int         # length of the power-law input (n + 3 * delaypoint)
     n_pla: int        # power-law adaptation steps at 10 kHz
     n_noise: int      # fGn samples requested at 10 kHz
+    n_read: int       # leading 10 kHz steps the 100 kHz output reads (the adaptation is causal)
 
 
 def resample_factor(tdres: float) -> int:
@@ -74,7 +75,10 @@ def resample_factor(tdres: float) -> int:
 def fibre_geometry(cf: float, n: int, tdres: float) -> FibreGeometry:
     dp = int(math.floor(7500.0 / (cf / 1e3)))
     span = float(n + 2 * dp) * tdres * SAMP_FREQ
-    return FibreGeometry(dp, n + 3 * dp, int(math.floor(span)), int(math.ceil(span)))
+    n_pla = int(math.floor(span))
+    q = resample_factor(tdres)
+    # upsample_delayed interpolates 10 kHz samples z, z + 1 for z = (dp + i) // q, i < n
+    return FibreGeometry(dp, n + 3 * dp, n_pla, int(math.ceil(span)), min(n_pla, (dp + n - 1) // q + 2))
 
 
 def mapping_constants(cf: float, spont: float) -> tuple[float, float]:
@@ -89,18 +93,43 @@ def mapping_constants(cf: float, spont: float) -> tuple[float, float]:
 
 
 def power_law_input(vihc: torch.Tensor, spont: torch.Tensor, cf_factor: torch.Tensor,
-                    mult_fac: torch.Tensor, dp: int) -> torch.Tensor:
+                    mult_fac: torch.Tensor, dp: int, tail: int | None = None) -> torch.Tensor:
     """Mapped IHC potential plus 3*spont, delayed by ``dp`` and extended by ``2*dp`` (..., n + 3dp).
 
     vihc (..., n); spont, cf_factor, mult_fac broadcast against (..., 1). The tail keeps adding
-    3*spont per sample, as the C code does (a sequential ramp, reproduced with a cumsum).
+    3*spont per sample, as the C code does (a sequential ramp, reproduced with a cumsum);
+    ``tail`` gives only its first samples (default: all 2*dp).
     """
+    tail = 2 * dp if tail is None else tail
     mag = torch.pow(10.0, 0.9 * torch.log10(vihc.abs() * cf_factor) + mult_fac)
     mapped = torch.where(vihc < 0, -mag, mag) + 3.0 * spont
     head = mapped[..., :1].expand(*mapped.shape[:-1], dp)
-    steps = (3.0 * spont).expand(*mapped.shape[:-1], 2 * dp)
+    steps = (3.0 * spont).expand(*mapped.shape[:-1], tail)
     tail = torch.cumsum(torch.cat([mapped[..., -1:], steps], dim=-1), dim=-1)[..., 1:]
     return torch.cat([head, mapped, tail], dim=-1)
+
+
+# Samples of constant head the decimation window keeps: more than filtfilt's odd extension
+# (3 * 11 + 1) and the filter's reach (10) need, so the window's edge sees what the full head gives.
+_HEAD_KEEP = 40
+
+
+def decimated_power_law_input(vihc: torch.Tensor, spont: torch.Tensor, cf_factor: torch.Tensor,
+                              mult_fac: torch.Tensor, dp: int, q: int, k: int) -> torch.Tensor:
+    """``decimate(power_law_input(...), q)[..., :k]`` without building the long padded input.
+
+    The head is ``dp`` copies of the first mapped sample: every decimated sample whose filter
+    reach (+-10 samples, both passes) lies in it is the same number, so the head is cut to
+    ``_HEAD_KEEP`` samples (at a multiple of q) and its first output repeated; the tail is cut
+    where the last wanted output stops reaching (filtfilt's end extension then touches nothing
+    wanted). Same operations on the same values as the full-length call."""
+    n = vihc.shape[-1]
+    skip = max(0, (dp - _HEAD_KEEP) // q) * q
+    tail = max(0, min(2 * dp, (k - 1) * q + q + 11 - (dp + n)))
+    window = power_law_input(vihc, spont, cf_factor, mult_fac, dp - skip, tail)
+    y = decimate(window, q)
+    head = y[..., :1].expand(*y.shape[:-1], skip // q)
+    return torch.cat([head, y], dim=-1)[..., :k]
 
 
 @lru_cache(maxsize=4)
@@ -273,7 +302,7 @@ def upsample_delayed(syn_10k: torch.Tensor, n_pla: int, resamp: int, dp: int, n:
     p = torch.arange(dp, dp + n, device=syn_10k.device)
     z, b = p // resamp, (p % resamp).to(syn_10k.dtype)
     valid = z < n_pla - 1
-    z = torch.clamp(z, max=n_pla - 2)
+    z = torch.clamp(z, max=min(n_pla, syn_10k.shape[-1]) - 2)
     s0, s1 = syn_10k[..., z], syn_10k[..., z + 1]
     return torch.where(valid, s0 + b * ((s1 - s0) / resamp), torch.zeros_like(s0))
 
@@ -296,12 +325,12 @@ class SynapseBank:
         n_sp, dev = len(self.spont), vihc.device
         opts = dict(dtype=torch.float64, device=dev)
         sp = torch.tensor(self.spont, **opts)[:, None]
-        k_max = max(g.n_pla for g in self.geoms)
+        k_max = max(g.n_read for g in self.geoms)
         samp = torch.zeros(n_ears, n_cf, n_sp, k_max, **opts)
         for c, g in enumerate(self.geoms):
             consts = torch.tensor([mapping_constants(self.cf[c], s) for s in self.spont], **opts)
-            pli = power_law_input(vihc[:, c, None, :], sp, consts[:, :1], consts[:, 1:], g.delaypoint)
-            samp[:, c, :, : g.n_pla] = decimate(pli, self.q)[..., : g.n_pla]
+            samp[:, c, :, : g.n_read] = decimated_power_law_input(
+                vihc[:, c, None, :], sp, consts[:, :1], consts[:, 1:], g.delaypoint, self.q, g.n_read)
         self.samp = samp.reshape(-1, k_max)
         rows = torch.arange(self.samp.shape[0], device=dev)
         self.cf_of_row = ((rows // n_sp) % n_cf).tolist()
@@ -329,7 +358,7 @@ class SynapseBank:
 
     def adapted(self, rows: slice, noise: torch.Tensor | None) -> torch.Tensor:
         """10 kHz synapse output (sout1 + sout2) of ``rows`` (steps of the longest row among them)."""
-        k = max(self.geoms[c].n_pla for c in self.cf_of_row[rows])
+        k = max(self.geoms[c].n_read for c in self.cf_of_row[rows])
         samp = self.samp[rows, :k]
         return power_law_adaptation(samp, torch.zeros_like(samp) if noise is None else noise[:, :k])
 
