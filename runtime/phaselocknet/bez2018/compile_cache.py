@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 ENV = "PHASELOCKNET_BEZ2018_COMPILE"
+SCRIPT_ENV = "PHASELOCKNET_BEZ2018_SCRIPT"
 
 
 def use_compile(requested=None) -> bool:
@@ -53,3 +54,24 @@ def compiled(fn):
             return fn(*args)
 
     return run
+
+
+@functools.lru_cache(maxsize=None)
+def scripted(fn):
+    """``fn`` as TorchScript (once per process): the same ops, run by the TorchScript interpreter,
+    whose per-op overhead is below eager Python's; ``fn`` itself if ``PHASELOCKNET_BEZ2018_SCRIPT=0``
+    or if scripting fails (with a warning)."""
+    import torch  # noqa: PLC0415
+
+    if os.environ.get(SCRIPT_ENV, "1").strip().lower() in {"0", "false", "no"}:
+        return fn
+    try:
+        with warnings.catch_warnings():
+            # torch 2.13 marks TorchScript deprecated; it is kept here because, measured, it is the
+            # only one of eager / torch.compile / TorchScript that lowers this loop's cost here.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.script(fn)
+    except Exception as err:  # noqa: BLE001  (any TorchScript limitation: keep working, slower)
+        warnings.warn(f"torch.jit.script of {fn.__name__} failed ({type(err).__name__}: {err}); running eagerly",
+                      RuntimeWarning, stacklevel=2)
+        return fn
