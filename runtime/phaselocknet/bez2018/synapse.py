@@ -268,29 +268,53 @@ def _adaptation_matrices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, c
 
 
-def power_law_adaptation(samp_ihc: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+@lru_cache(maxsize=1)
+def _adaptation_step_matrix() -> np.ndarray:
+    """W (34, 34): [state, sout] @ W = [state', -alpha * I'] (next state, next feedback)."""
+    a, b, c = _adaptation_matrices()
+    ab = np.concatenate([a, b])
+    return np.concatenate([ab, (ab @ c) * -np.array([_ALPHA1, _ALPHA2])], axis=1)
+
+
+def power_law_adaptation(samp_ihc: torch.Tensor, noise: torch.Tensor, lengths=None) -> torch.Tensor:
     """Approximate power-law adaptation (implnt=0) along the last dim, at 10 kHz.
 
     samp_ihc, noise (..., K). Slow branch: sout1 = max(0, in + noise - alpha1 * I1), fast:
     sout2 = max(0, in - alpha2 * I2); I1, I2 the kernels' outputs up to the previous sample.
-    The kernels' second-order sections run as one small matrix product per sample (a handful
-    of tensor ops instead of ~60; float64 rounding of a different operation order).
-    Returns sout1 + sout2 (..., K).
+    The kernels' second-order sections and both feedbacks run as one (rows, 34) x (34, 34)
+    matrix product per sample into preallocated buffers (four tensor ops per sample; float64
+    rounding of a different operation order than the C code's). lengths (rows,): steps each
+    row needs (default all K); the rest of a row is 0 and costs nothing (rows are processed
+    longest first, the loop narrowing to the rows still running). Returns sout1 + sout2 (..., K).
     """
-    lead = samp_ihc.shape[:-1]
-    samp_ihc, noise = samp_ihc.reshape(-1, samp_ihc.shape[-1]), noise.reshape(-1, noise.shape[-1])
-    opts = dict(dtype=samp_ihc.dtype, device=samp_ihc.device)
-    a, b, c = (torch.as_tensor(m, **opts) for m in _adaptation_matrices())
-    ab = torch.cat([a, b])
-    alpha = torch.tensor([_ALPHA1, _ALPHA2], **opts)
-    drive = torch.stack([samp_ihc + noise, samp_ihc], dim=-1)  # (F, K, 2)
-    state = torch.zeros(samp_ihc.shape[0], a.shape[0], **opts)
-    out = torch.empty_like(samp_ihc)
+    lead, k_all = samp_ihc.shape[:-1], samp_ihc.shape[-1]
+    samp_ihc, noise = samp_ihc.reshape(-1, k_all), noise.reshape(-1, k_all)
+    f, opts = samp_ihc.shape[0], dict(dtype=samp_ihc.dtype, device=samp_ihc.device)
+    lengths = np.full(f, k_all) if lengths is None else np.minimum(np.asarray(lengths, dtype=np.int64), k_all)
+    order = np.argsort(-lengths, kind="stable")
+    idx = torch.as_tensor(order, device=samp_ihc.device)
+    w = torch.as_tensor(_adaptation_step_matrix(), **opts)
+    dim = w.shape[0] - 2
+    drive = torch.stack([samp_ihc + noise, samp_ihc], dim=0)[:, idx].permute(2, 1, 0).contiguous()  # (K, F, 2)
+    souts = torch.zeros(k_all, f, 2, **opts)
+    z, z_next = torch.zeros(f, dim + 2, **opts), torch.empty(f, dim + 2, **opts)
+    active = (lengths[order][None, :] > np.arange(k_all)[:, None]).sum(axis=1) if f else np.zeros(k_all, int)
     with sequential_loop_threads():
-        for k in range(samp_ihc.shape[-1]):
-            sout = torch.clamp_min(drive[:, k] - alpha * (state @ c), 0.0)
-            state = torch.cat([state, sout], dim=1) @ ab
-            out[:, k] = sout.sum(dim=1)
+        for k in range(k_all):
+            r = int(active[k])
+            if r == 0:
+                break
+            sout = souts[k, :r]
+            if k:
+                torch.mm(z[:r], w, out=z_next[:r])
+                z, z_next = z_next, z
+                torch.add(drive[k, :r], z[:r, dim:], out=sout)
+            else:
+                sout.copy_(drive[0, :r])
+            sout.clamp_min_(0.0)
+            z[:r, dim:] = sout
+    out = torch.empty(f, k_all, **opts)
+    out[idx] = souts.sum(dim=2).T
     return out.reshape(*lead, -1)
 
 
@@ -358,9 +382,10 @@ class SynapseBank:
 
     def adapted(self, rows: slice, noise: torch.Tensor | None) -> torch.Tensor:
         """10 kHz synapse output (sout1 + sout2) of ``rows`` (steps of the longest row among them)."""
-        k = max(self.geoms[c].n_read for c in self.cf_of_row[rows])
-        samp = self.samp[rows, :k]
-        return power_law_adaptation(samp, torch.zeros_like(samp) if noise is None else noise[:, :k])
+        lengths = [self.geoms[c].n_read for c in self.cf_of_row[rows]]
+        samp = self.samp[rows, : max(lengths)]
+        noise = torch.zeros_like(samp) if noise is None else noise[:, : samp.shape[1]]
+        return power_law_adaptation(samp, noise, lengths)
 
     def synout(self, rows: slice, adapted: torch.Tensor) -> torch.Tensor:
         """100 kHz synapse output of ``rows`` from their `adapted` 10 kHz output."""
