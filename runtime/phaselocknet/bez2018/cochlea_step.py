@@ -73,12 +73,25 @@ def _boltzmann(k: Dict[str, Tensor], kf: Dict[str, float], x: Tensor) -> Tensor:
     return out1 / kf["boltz_norm"]
 
 
-def control_path_step(k: Dict[str, Tensor], kf: Dict[str, float], s: Dict[str, Tensor], x: Tensor):
+def wideband_carrier(k: Dict[str, Tensor], s: Dict[str, Tensor], n: int) -> Tensor:
+    """cos and sin of the wideband filter's phase for the next ``n`` samples, (n, 2, 1, C); the
+    phase does not depend on the sound, so this is one op per block instead of three per sample.
+    The phase accumulates one increment per sample as in the C model; ``s`` is advanced."""
+    phis: List[Tensor] = []
+    phi = s["wb_phase"]
+    for _ in range(n):
+        phi = phi + k["wb_delta_phase"]
+        phis.append(phi)
+    s["wb_phase"] = phi
+    phase = torch.stack(phis)
+    return torch.stack((torch.cos(phase), torch.sin(phase)), 1)[:, :, None]
+
+
+def control_path_step(k: Dict[str, Tensor], kf: Dict[str, float], s: Dict[str, Tensor], x: Tensor, cs: Tensor):
     """Wideband gammatone -> Boltzmann -> OHC lowpass -> NLafterohc; updates ``s`` in place.
 
+    ``cs``: this sample's (cos, sin) of the wideband phase, (2, 1, C), from ``wideband_carrier``.
     Returns (rsigma, new wideband gain, its group delay): the gain is scheduled by the caller."""
-    phi = s["wb_phase"] + k["wb_delta_phase"]
-    cs = torch.stack((torch.cos(phi), torch.sin(phi)))[:, None]  # (2, 1, C)
     c2g = s["g2"] * s["wb_gain"]
     prev = s["wb"]
     pre = s["g1"] * prev[1:]
@@ -102,7 +115,7 @@ def control_path_step(k: Dict[str, Tensor], kf: Dict[str, float], s: Dict[str, T
     tmp1 = torch.sub(g1sq + 1, g1gd, alpha=2)
     gain = torch.sqrt(tmp1 / (g2 * g2 * k["gain_den"]))
     group_delay = torch.floor(0.5 - (g1sq - g1gd) / tmp1)
-    s["wb_phase"], s["wb"], s["ohc"] = phi, torch.stack(stages), torch.stack((b, o1, o2))
+    s["wb"], s["ohc"] = torch.stack(stages), torch.stack((b, o1, o2))
     s["tau_wb"], s["g1"], s["g2"] = tau_wb, g1, g2
     return rsigma, gain, group_delay
 

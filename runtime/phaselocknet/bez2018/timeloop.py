@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .cochlea import CochleaParameterError, CochleaParams, c2_sos, cochlea_params
-from .cochlea_step import c1_step, control_path_step, initial_state, loop_constants
+from .cochlea_step import c1_step, control_path_step, initial_state, loop_constants, wideband_carrier
 from .hair_cell import delay_samples, ihc_lowpass_sos, ihc_transduction
 from .iir import sosfilt, sosfilt_per_channel, zero_state
 from .middle_ear import middle_ear_sos
@@ -43,9 +43,10 @@ def advance(k: Dict[str, Tensor], kf: Dict[str, float], state: Dict[str, Tensor]
     size = gain_buf.shape[0]
     s = state.copy()
     outs: List[Tensor] = []
+    carrier = wideband_carrier(k, s, meout.shape[-1])
     for i in range(meout.shape[-1]):
         x = meout[:, i, None]
-        rsigma, new_gain, grd = control_path_step(k, kf, s, x)
+        rsigma, new_gain, grd = control_path_step(k, kf, s, x, carrier[i])
         now = (offset + i) % size
         gain_buf.scatter_(0, torch.remainder(grd.long() + now, size)[None], new_gain[None])
         slot = gain_buf[now]
