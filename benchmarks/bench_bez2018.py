@@ -84,7 +84,10 @@ def time_c_wrapper(signal: np.ndarray, fs: int) -> float | None:
 
 def bench_cochlea(seconds: float, batches: list[int]) -> None:
     c_nervegram = c_model_cpu_per_ear_second()
-    print("== cochlea stage (resample + middle ear + BM + IHC), 50 CFs, eager ==")
+    import os  # noqa: PLC0415
+
+    loop = "eager" if os.environ.get("PHASELOCKNET_BEZ2018_SCRIPT", "1") in {"0", "false", "no"} else "TorchScript"
+    print(f"== cochlea stage (resample + middle ear + BM + IHC), 50 CFs, per-sample loop: {loop} ==")
     cpu, wall = timed(cochlea_stage, np.zeros(441), 44100, 1)
     print(f"warm-up (first call, 10 ms of sound): {wall:.2f} s wall, {cpu:.2f} CPU-s")
     if c_nervegram:
@@ -115,9 +118,6 @@ def main() -> None:
     bench_synapse(args.seconds, [int(b) for b in args.batches.split(",")])
 
 
-if __name__ == "__main__":
-    main()
-
 
 # ======================================================================================
 # Synapse section (synapse helper): synapse + spike generator + mean rate + decimation
@@ -146,3 +146,7 @@ def bench_synapse(seconds: float, batches: list[int]) -> None:
         per = cpu / (batch * dur)
         ratio = f", {per / c_nervegram:.3f}x the C nervegram" if c_nervegram else ""
         print(f"batch {batch:3d}: {per:6.3f} CPU-s per ear-second ({batch * dur / wall:.3f} ear-s per wall-s{ratio})")
+
+
+if __name__ == "__main__":
+    main()
