@@ -27,6 +27,7 @@ def load(
     map_location: str | torch.device = "cpu",
     backend: str = "fast",
     dtype: torch.dtype | None = None,
+    front_end: str | None = None,
 ) -> PhaselocknetModel:
     """Rebuild a model from its bundle alone, in eval mode.
 
@@ -35,7 +36,9 @@ def load(
     offset (localization models). ``spikes="mean"`` with an int excerpt makes the
     model deterministic. ``backend``: "fast" (default) or "reference" (direct
     convolutions; the numerical reference). ``dtype``: the CNN's dtype (e.g.
-    torch.bfloat16); the front end stays float32.
+    torch.bfloat16); the front end stays float32. ``front_end="bez2018"``: a nervegram-input
+    model as a waveform model, its nervegram made from the sound by BEZ2018
+    (`phaselocknet.bez2018.front_end`).
 
     ``path``: a bundle file, or a model id such as
     "sound_localization/simplified_IHC3000/arch01" looked up in the model store
@@ -57,7 +60,12 @@ def load(
     model = materialize(model, bundle.tensors)
     if dtype is not None:
         model.to_cnn_dtype(dtype)
-    return model.to(map_location)
+    model = model.to(map_location)
+    if front_end is not None:
+        from .bez2018.front_end import with_front_end
+
+        model = with_front_end(model, front_end)
+    return model
 
 
 def save(

@@ -24,26 +24,34 @@ TASK_FRONT_ENDS = {"localization": (50000.0, 16000.0), "speech": (20000.0, 8000.
 
 @dataclass
 class Nervegram:
-    rates: "np.ndarray"  # (spont-rate groups, CFs, time) firing rates in spikes/s
+    rates: "np.ndarray"  # ([ears,] spont-rate groups, CFs, time) firing rates in spikes/s
     cfs: "np.ndarray"  # Hz
     sample_rate: float  # Hz of the time axis
     label: str  # panel title / description
 
 
 def simplified_nervegram(args, waveform: np.ndarray, rate: float) -> Nervegram:
-    """The paper's simplified front end of `args.task` with the cutoff of `args.variant`."""
+    """The paper's simplified front end of `args.task` with the cutoff of `args.variant`
+    (monaural: a stereo file is mixed down)."""
     from ..audio import resample, set_dbspl
 
     cutoff = parse_variant(args.variant)
     sr_input, max_cf = TASK_FRONT_ENDS[args.task]
-    x = resample(waveform, rate, sr_input)
+    x = resample(waveform.mean(axis=0), rate, sr_input)
     if args.dbspl is not None:
         x = set_dbspl(x, args.dbspl)
     rates, cfs, sr_out = nerve_rates(x, cutoff, args.task)
     return Nervegram(rates, cfs, sr_out, f"{args.task}, IHC lowpass {cutoff:g} Hz")
 
 
-NERVEGRAM_MODELS: dict[str, Callable] = {"simplified": simplified_nervegram}
+def bez2018_nervegram(args, waveform: np.ndarray, rate: float) -> Nervegram:
+    """The BEZ2018 auditory-nerve model with the authors' settings for `args.task` (cli/nervegram_bez2018.py)."""
+    from .nervegram_bez2018 import bez2018_nervegram as run
+
+    return run(args, waveform, rate)
+
+
+NERVEGRAM_MODELS: dict[str, Callable] = {"simplified": simplified_nervegram, "bez2018": bez2018_nervegram}
 
 
 def add_parsers(sub) -> None:
@@ -54,7 +62,8 @@ def add_parsers(sub) -> None:
     )
     nerve.add_argument("sound", type=Path)
     nerve.add_argument("--model", choices=sorted(NERVEGRAM_MODELS), default="simplified",
-                       help="front end (default: the paper's simplified cochlea)")
+                       help="front end: the paper's simplified cochlea (default), or bez2018 (the BEZ2018 model "
+                            "of the paper's main models, the authors' settings for --task; slow)")
     nerve.add_argument("--task", choices=sorted(TASK_FRONT_ENDS), default="speech",
                        help="whose front end: speech (word/speaker models: 20 kHz input, CFs to 8 kHz; default) "
                             "or localization (50 kHz, CFs to 16 kHz)")
@@ -62,6 +71,7 @@ def add_parsers(sub) -> None:
     nerve.add_argument("--dbspl", type=_level, default=None,
                        help="set the sound level first (dB SPL, -30..150; default: samples are pascals)")
     nerve.add_argument("-o", "--output", type=Path, required=True, help=".npy (rates), or .png/.pdf/.svg (needs matplotlib)")
+    nerve.add_argument("--seed", type=int, default=0, help="--model bez2018: seed of its random draws (default 0)")
     nerve.set_defaults(func=cmd_nervegram)
 
     demo = sub.add_parser("demo", help="nerve representations of a synthetic sound at the four phase-locking limits")
@@ -109,18 +119,18 @@ def cmd_nervegram(args) -> int:
         raise ValueError(f"-o {args.output}: use a .npy, .png, .pdf or .svg file name")
     waveform, rate = read_audio(args.sound)
     check_playable(waveform, rate, str(args.sound))
-    # The front end is monaural: a stereo file is mixed down.
-    gram = NERVEGRAM_MODELS[args.model](args, waveform.mean(axis=0), rate)
+    gram = NERVEGRAM_MODELS[args.model](args, waveform, rate)
     if not np.all(np.isfinite(gram.rates)):
         raise NonFiniteOutputError(f"{args.sound}: the nerve representation has NaN/Inf values (is the level absurd?); nothing written")
     if suffix == ".npy":
         _save_npy(args.output, gram.rates.astype(np.float32))
     else:
-        plot_nervegrams(args.output, [(gram.label, mean_rate(gram.rates))], gram.cfs, gram.sample_rate,
+        ears = [("left ear, ", gram.rates[0]), ("right ear, ", gram.rates[1])] if gram.rates.ndim == 4 else [("", gram.rates)]
+        plot_nervegrams(args.output, [(ear + gram.label, mean_rate(r)) for ear, r in ears], gram.cfs, gram.sample_rate,
                         title=f"{args.sound.name}: mean of the spont-rate groups")
     shape = " x ".join(map(str, gram.rates.shape))
-    log.info("wrote %s (%s: firing rates in spikes/s, %s = spont-rate groups x CFs x time at %g Hz)",
-             args.output, gram.label, shape, gram.sample_rate)
+    axes = ("ears x " if gram.rates.ndim == 4 else "") + "spont-rate groups x CFs x time"
+    log.info("wrote %s (%s: firing rates in spikes/s, %s = %s at %g Hz)", args.output, gram.label, shape, axes, gram.sample_rate)
     return 0
 
 

@@ -22,6 +22,8 @@ def add_parsers(sub) -> None:
     run.add_argument("--excerpt", type=_excerpt, default="random",
                      help="localization models: 'random' (default) or the start of the 10000-sample nerve excerpt")
     run.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    run.add_argument("--front-end", choices=("auto", "bez2018", "none"), default="auto",
+                     help="nervegram-input models: make the nervegram with BEZ2018 (auto, the default, does)")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="describe a bundle")
@@ -80,6 +82,7 @@ def cmd_run(args) -> int:
 
     import phaselocknet
     from ..audio import check_playable, prepare_waveform, read_audio
+    from ..bez2018.front_end import resolve_front_end
     from ..labels import format_label
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -91,9 +94,10 @@ def cmd_run(args) -> int:
     if is_model_id(args.bundle) and args.bundle.count("/") == 1 and not Path(args.bundle).exists():
         model = phaselocknet.load_ensemble(args.bundle, **options)
     else:
-        model = phaselocknet.load(args.bundle, **options)
+        model = resolve_front_end(phaselocknet.load(args.bundle, **options), args.front_end, sounds=True)
     if model.input_kind != "waveform":
-        raise ValueError(f"{args.bundle} takes nervegrams, not sounds: use `phaselocknet eval` with an HDF5 nervegram_meanrates dataset")
+        raise ValueError(f"{args.bundle} takes nervegrams: drop --front-end none to hear the sound through BEZ2018, "
+                         "or use `phaselocknet eval` with an HDF5 nervegram_meanrates dataset")
     waveform, rate = read_audio(args.sound)
     check_playable(waveform, rate, f"{args.sound}")
     if rate != model.sample_rate:

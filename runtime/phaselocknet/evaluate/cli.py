@@ -52,6 +52,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                         help="sample binomial spike counts as in the paper (default) or use their expected value")
     parser.add_argument("--excerpt", type=_excerpt, default="random",
                         help="localization models: 'random' excerpt start as in the paper (default) or a fixed offset")
+    parser.add_argument("--front-end", choices=("auto", "bez2018", "none"), default="auto",
+                        help="nervegram-input models given sounds: make their nervegrams with BEZ2018 "
+                             "(auto, the default, does; none: read stored nervegram_meanrates)")
     parser.add_argument("--seed", type=int, default=None, help="run seed (non-negative); default: drawn and recorded")
     parser.add_argument("--dbspl", type=float, default=None, help="set each sound's level (dB SPL); default: as stored (Pa)")
     parser.add_argument("--diotic", action="store_true", help="play mono sounds to both ears of binaural models")
@@ -111,7 +114,7 @@ def run_eval(args) -> int:
         batch_size=args.batch_size, workers=args.workers, device=args.device, dbspl=args.dbspl,
         diotic=args.diotic, strict_length=args.strict_length, probs=args.probs or authors, activations=args.activations,
         activations_format=args.activations_format, ensemble=args.ensemble, shard=args.shard,
-        seed=args.seed, spikes=args.spikes, excerpt=args.excerpt, chunk_size=args.chunk_size,
+        seed=args.seed, spikes=args.spikes, excerpt=args.excerpt, front_end=args.front_end, chunk_size=args.chunk_size,
         overwrite=args.overwrite, progress=not args.no_progress, command=eval_command(args),
     )
     try:
@@ -143,7 +146,8 @@ def eval_command(args) -> list[str]:
     """
     words = ["phaselocknet", "eval", *map(str, args.bundles), "--data", *map(str, args.data), "--out", str(args.out)]
     valued = [("--batch-size", args.batch_size, 16), ("--workers", args.workers, 2), ("--device", args.device, "auto"),
-              ("--spikes", args.spikes, "sample"), ("--excerpt", args.excerpt, "random"), ("--seed", args.seed, None),
+              ("--spikes", args.spikes, "sample"), ("--excerpt", args.excerpt, "random"),
+              ("--front-end", args.front_end, "auto"), ("--seed", args.seed, None),
               ("--dbspl", args.dbspl, None), ("--activations", ",".join(args.activations), ""),
               ("--activations-format", args.activations_format, "h5"), ("--shard", args.shard, "0/1"),
               ("--chunk-size", args.chunk_size, 1000), ("--format", args.format, "csv"),

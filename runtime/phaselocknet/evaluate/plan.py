@@ -56,6 +56,7 @@ class EvalOptions:
     seed: int | None = None
     spikes: str = "sample"
     excerpt: str | int = "random"
+    front_end: str = "auto"  # nervegram-input models given sounds: "auto"/"bez2018" hear them through BEZ2018
     chunk_size: int = 1000
     overwrite: bool = False
     progress: bool = True
@@ -169,8 +170,10 @@ def check_options(options: EvalOptions) -> None:
                             "or pass --activations-format npz") from None
 
 
-def load_models(options: EvalOptions, device: torch.device) -> list[ModelEntry]:
+def load_models(options: EvalOptions, device: torch.device, catalog: Catalog | None = None) -> list[ModelEntry]:
     import phaselocknet
+
+    from ..bez2018.front_end import resolve_front_end
 
     from ..labels import format_label
 
@@ -178,6 +181,7 @@ def load_models(options: EvalOptions, device: torch.device) -> list[ModelEntry]:
     for path in expand_bundles(options.bundles):
         metadata = read_metadata(path)  # BundleError (a ValueError) names the path and the fix
         model = phaselocknet.load(path, spikes=options.spikes, excerpt=options.excerpt, map_location=device)
+        model = resolve_front_end(model, options.front_end, sounds=catalog is not None and _has_sounds(catalog))
         label_names = {}
         for head in model.heads:
             labels = model.labels(head)
@@ -205,6 +209,11 @@ def load_models(options: EvalOptions, device: torch.device) -> list[ModelEntry]:
         if names.count(entry.name) > 1:
             entry.name = f"{entry.name}@{entry.content_sha256[:8]}"
     return entries
+
+
+def _has_sounds(catalog: Catalog) -> bool:
+    """Whether some source holds sounds only (no stored nervegrams to give a nervegram model)."""
+    return any(isinstance(s, AudioSource) or s.nervegram_shape is None for s in catalog.sources)
 
 
 def check_compatibility(models: list[ModelEntry], catalog: Catalog, options: EvalOptions) -> None:
@@ -309,7 +318,7 @@ def make_plan(options: EvalOptions) -> Plan:
     except DataError as error:
         raise PlanError(str(error)) from None
     try:
-        models = load_models(options, device)
+        models = load_models(options, device, catalog)
     except BundleError:
         raise
     except ValueError as error:
@@ -344,6 +353,9 @@ def make_plan(options: EvalOptions) -> Plan:
         "seed": options.seed,
         "shard": [index, count],
     }
+    front_ends = ["bez2018" if hasattr(m.model, "nervegram_model") else None for m in models]
+    if any(front_ends):  # recorded only when used, so fingerprints of runs without one stay as they were
+        fingerprint["front_end"] = front_ends
     return Plan(
         options=options,
         device=device,

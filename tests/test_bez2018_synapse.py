@@ -1,0 +1,150 @@
+"""BEZ2018 synapse and spike-generator stages against independent references.
+
+- decimation: scipy.signal.filtfilt + firwin (the wrapper's decimate callback);
+- the fGn's Fourier resampling: scipy.signal.resample;
+- power-law adaptation without rectification: the same kernels as one rational transfer
+  function run by scipy.signal.lfilter;
+- the event-driven redocking simulation: a plain per-sample stepping of the published spike
+  generator (Bruce et al. 2018) written here, on random synapse outputs.
+Tolerances: float64 rounding of different operation orders (1e-12 relative), except the
+redocking state, which must agree to 1e-12 at every sample (same random numbers, same events).
+"""
+import math
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from phaselocknet.bez2018 import spike_generator as sg
+from phaselocknet.bez2018 import synapse as syn
+
+
+def test_decimate_equals_scipy_filtfilt():
+    x = torch.as_tensor(np.random.RandomState(0).randn(3, 1234).cumsum(-1))
+    b = scipy.signal.firwin(11, 0.1, window="hamming")
+    want = scipy.signal.filtfilt(b, [1.0], x.numpy())[:, ::10]
+    got = syn.decimate(x, 10).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_decimate_refuses_short_input():
+    with pytest.raises(syn.SynapseError, match="more than 33 samples"):
+        syn.decimate(torch.zeros(1, 20, dtype=torch.float64), 10)
+
+
+@pytest.mark.parametrize("n", [10, 13])
+def test_fourier_resample_equals_scipy(n):
+    y = np.random.RandomState(n).randn(2, n)
+    want = scipy.signal.resample(y, 1000 * n, axis=-1)
+    got = syn._fourier_resample(torch.as_tensor(y), 1000 * n).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def test_fgn_sizes_follow_the_wrapper():
+    # ffGn(N, 1e-4, ...): resamp = ceil(0.1 / 1e-4) = 1000, N' = max(10, ceil(N / 1000) + 1),
+    # nfft = 2 ** ceil(log2(2 (N' - 1)))
+    assert syn.fgn_sizes(1301) == (1000, 10, 32)
+    assert syn.fgn_sizes(23456) == (1000, 25, 64)
+
+
+def _cascade_polynomials(sections):
+    num, den = np.array([1.0]), np.array([1.0])
+    for gain, b1, b2, a1, a2 in sections:
+        g = 1.0 if gain is None else gain
+        num = np.polymul(num, g * np.array([1.0, b1, b2]))
+        den = np.polymul(den, np.array([1.0, -a1, -a2]))
+    return num, den
+
+
+def test_power_law_adaptation_is_the_linear_feedback_system_when_not_rectified():
+    # sout = u - alpha * z^-1 H(z) sout  =>  sout = D / (D + alpha z^-1 N) u, per branch.
+    k = 400
+    u = 200.0 + 0.01 * np.arange(k)  # the fast branch touches 0 at step 1, then stays positive
+    got = syn.power_law_adaptation(torch.as_tensor(u)[None], torch.zeros(1, k, dtype=torch.float64))[0].numpy()
+    want = np.zeros(k)
+    for sections, alpha in ((syn._SLOW_SECTIONS, syn._ALPHA1), (syn._FAST_SECTIONS, syn._ALPHA2)):
+        num, den = _cascade_polynomials(sections)
+        den = np.concatenate([den, [0.0]])  # coefficients of z^0, z^-1, ...
+        denom = den + alpha * np.concatenate([[0.0], num])
+        out = scipy.signal.lfilter(den, denom, u)
+        assert out.min() > -1e-9, "test input must keep the branch unrectified"
+        want += out
+    # rtol 1e-4: the expanded degree-11 polynomials (poles clustered near z = 1) lose ~1e-6 in
+    # lfilter's direct form; a wrong coefficient or delay shows as O(1) differences.
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-9)
+
+
+def _stepped_redocking(synout, rand, t_init, tdres, tabs, trel):
+    """Per-sample spike generator (Bruce et al. 2018, as the wrapper's C code steps it)."""
+    n, idx = len(synout), 0
+    redock, elapsed, xsum, unit = [0.0] * 4, [0.0] * 4, [0.0] * 4, [0] * 4
+    for i in range(4):
+        redock[i] = -t_init * math.log(rand[idx]); idx += 1
+    pre = []
+    wait = 4 / max(synout[0], 0.1) + t_init
+    for _ in range(4):  # the C macro __max(a, b) evaluates a winning b twice (a second draw)
+        first = math.ceil(wait * math.log(rand[idx]) / tdres); idx += 1
+        if -n > first:
+            pre.append(-n)
+        else:
+            pre.append(math.ceil(wait * math.log(rand[idx]) / tdres)); idx += 1
+    pre.sort()
+    prev_rel = [p * tdres for p in pre]
+    idx += 1
+    refr, k = pre[0] * tdres, int(pre[0])
+    prev = cur = t_init
+    decay, first_jump = True, False
+    trd = np.zeros(n)
+    while k < n:
+        for s in range(4):
+            if k > pre[s]:
+                if math.floor(redock[s] / tdres) == math.floor(elapsed[s] / tdres):
+                    cur = prev = prev + sg.T_RD_JUMP
+                    decay, first_jump = False, True
+                elapsed[s] += tdres
+            if elapsed[s] >= redock[s]:
+                xsum[s] += synout[max(0, k)] / 4
+            if xsum[s] >= unit[s] and k >= pre[s]:
+                redock[s] = -cur * math.log(rand[idx]); idx += 1
+                rel = prev_rel[s] + elapsed[s]
+                elapsed[s] = 0.0
+                if rel >= refr:
+                    trel_k = min(trel * 100 / synout[max(0, k)], trel)
+                    refr = rel + tabs - trel_k * math.log(rand[idx]); idx += 1
+                prev_rel[s], xsum[s] = rel, 0.0
+                unit[s] = int(-math.log(rand[idx]) / tdres); idx += 1
+        if decay and first_jump:
+            cur = prev = prev - (tdres / sg.TAU_RD) * (prev - sg.T_RD_REST)
+        else:
+            decay = True
+        if 0 <= k < n:
+            trd[k] = cur
+        k += 1
+    return trd, idx
+
+
+@pytest.mark.parametrize("spont", [70.0, 4.0, 0.1])
+def test_event_driven_redocking_equals_per_sample_stepping(spont):
+    rng = np.random.RandomState(int(spont * 10))
+    n, tdres, f = 4000, 1e-5, 3
+    t = np.arange(n) * tdres
+    synout = np.stack([np.maximum(0.0, 150 + 300 * rng.rand() * np.sin(2 * np.pi * 300 * (i + 1) * t)) + spont
+                       for i in range(f)])
+    rand = rng.rand(f, 3000)
+    res = sg.redocking_times(torch.as_tensor(synout), torch.as_tensor(rand),
+                             torch.full((f,), spont, dtype=torch.float64), tdres=tdres, tabs=6e-4, trel=6e-4)
+    for i in range(f):
+        want, used = _stepped_redocking(synout[i], rand[i], sg.t_rd_init(spont), tdres, 6e-4, 6e-4)
+        np.testing.assert_allclose(res.trd[i].numpy(), want, rtol=1e-12)
+        assert int(res.draws[i]) == used
+
+
+def test_analytic_mean_rate_closed_form():
+    s = torch.tensor([[0.0, 10.0, 1000.0]], dtype=torch.float64)
+    trd = torch.full_like(s, 0.015)
+    got = sg.analytic_mean_rate(s, trd, tabs=6e-4, trel=6e-4)[0].numpy()
+    trel_i = np.minimum(6e-4 * 100 / np.array([1.0, 10.0, 1000.0]), 6e-4)
+    want = np.array([0.0, 10 / (10 * (6e-4 + 0.015 / 4 + trel_i[1]) + 1), 1000 / (1000 * (6e-4 + 0.015 / 4 + trel_i[2]) + 1)])
+    np.testing.assert_allclose(got, want, rtol=1e-14)
