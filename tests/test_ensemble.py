@@ -54,6 +54,22 @@ def test_ensemble_is_the_mean_of_member_softmax(store):
     assert not torch.equal(members[0]["label_word_int"], members[1]["label_word_int"])
 
 
+def test_lazy_ensemble_equals_the_loaded_one_and_holds_no_member(store):
+    # Reference: the ensemble with every member loaded (itself checked against the members
+    # called directly above); the lazy one runs the same members, loaded per call.
+    x = torch.from_numpy(sounds(3, 800, 20000, seed=7)[:, 0].astype(np.float32))
+    loaded = phaselocknet.load_ensemble(VARIANT, spikes="mean")
+    lazy = phaselocknet.load_ensemble(VARIANT, spikes="mean", lazy=True)
+    assert lazy.lazy and len(lazy.members) == 0 and sum(1 for _ in lazy.parameters()) == 0
+    assert (lazy.member_ids, lazy.heads, lazy.expected_input_shape()) == (
+        loaded.member_ids, loaded.heads, loaded.expected_input_shape())
+    assert lazy.labels("label_word_int") == loaded.labels("label_word_int")
+    with torch.no_grad():
+        assert torch.equal(lazy(x)["label_word_int"], loaded(x)["label_word_int"])
+        for a, b in zip(lazy.member_logits(x), loaded.member_logits(x)):
+            assert torch.equal(a["label_word_int"], b["label_word_int"])
+
+
 def test_ensemble_member_logits_with_example_seeds_equal_each_member_alone(store, monkeypatch):
     _, paths = store
     ensemble = phaselocknet.load_ensemble(paths)  # spikes sampled

@@ -92,7 +92,7 @@ def cmd_run(args) -> int:
 
     options = {"spikes": args.spikes, "seed": seed, "excerpt": args.excerpt, "map_location": args.device}
     if is_model_id(args.bundle) and args.bundle.count("/") == 1 and not Path(args.bundle).exists():
-        model = phaselocknet.load_ensemble(args.bundle, **options)
+        model = phaselocknet.load_ensemble(args.bundle, lazy=True, **options)  # memory: one member at a time
     else:
         model = resolve_front_end(phaselocknet.load(args.bundle, **options), args.front_end, sounds=True)
     if model.input_kind != "waveform":
