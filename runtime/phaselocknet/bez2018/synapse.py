@@ -166,9 +166,12 @@ def _fir_from_steady_state(x: torch.Tensor, b: torch.Tensor, at: torch.Tensor | 
     nb, n = b.numel(), x.shape[-1]
     xp = torch.cat([x[..., :1].expand(*x.shape[:-1], nb - 1), x], dim=-1)
     if at is None:
+        # one product buffer reused over the taps (these are long arrays: fresh ones cost
+        # page faults); b[k] * x, then + acc, as before
         acc = b[nb - 1] * xp[..., :n]
+        prod = torch.empty_like(acc)
         for k in range(nb - 2, -1, -1):
-            acc = b[k] * xp[..., nb - 1 - k: nb - 1 - k + n] + acc
+            acc.add_(torch.mul(xp[..., nb - 1 - k: nb - 1 - k + n], b[k], out=prod))
         return acc
     acc = b[nb - 1] * xp.index_select(-1, at)
     for k in range(nb - 2, -1, -1):
