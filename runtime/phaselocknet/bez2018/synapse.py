@@ -101,8 +101,10 @@ def power_law_input(vihc: torch.Tensor, spont: torch.Tensor, cf_factor: torch.Te
     ``tail`` gives only its first samples (default: all 2*dp).
     """
     tail = 2 * dp if tail is None else tail
-    mag = torch.pow(10.0, 0.9 * torch.log10(vihc.abs() * cf_factor) + mult_fac)
-    mapped = torch.where(vihc < 0, -mag, mag) + 3.0 * spont
+    # in place on one (..., n) buffer per spont (the same operations; the sign is a product
+    # with +-1, exact)
+    x = (vihc.abs() * cf_factor).log10_().mul_(0.9).add_(mult_fac)
+    mapped = torch.pow(10.0, x, out=x).mul_(torch.where(vihc < 0, -1.0, 1.0)).add_(3.0 * spont)
     head = mapped[..., :1].expand(*mapped.shape[:-1], dp)
     steps = (3.0 * spont).expand(*mapped.shape[:-1], tail)
     tail = torch.cumsum(torch.cat([mapped[..., -1:], steps], dim=-1), dim=-1)[..., 1:]
