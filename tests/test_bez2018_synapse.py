@@ -34,6 +34,38 @@ def test_decimate_refuses_short_input():
         syn.decimate(torch.zeros(1, 20, dtype=torch.float64), 10)
 
 
+@pytest.mark.parametrize("cf", [4000.0, 20000.0])
+def test_windowed_decimation_of_the_padded_input_equals_scipy_on_the_full_input(cf):
+    # The port decimates only a short window of the delay-padded power-law input; the reference
+    # is scipy's filtfilt over the whole padded input (head, signal, ramp tail), every 10th
+    # sample, up to the last one the 100 kHz output reads.
+    n = 500
+    g = syn.fibre_geometry(cf, n, 1e-5)
+    vihc = torch.as_tensor(np.random.RandomState(1).randn(2, 1, n) * 1e-3)
+    sp = torch.tensor([[70.0], [0.1]], dtype=torch.float64)
+    consts = torch.tensor([syn.mapping_constants(cf, 70.0), syn.mapping_constants(cf, 0.1)], dtype=torch.float64)
+    full = syn.power_law_input(vihc, sp, consts[:, :1], consts[:, 1:], g.delaypoint).numpy()
+    assert full.shape[-1] == g.n_in
+    want = scipy.signal.filtfilt(scipy.signal.firwin(11, 0.1, window="hamming"), [1.0], full)[..., ::10][..., : g.n_read]
+    got = syn.decimated_power_law_input(vihc, sp, consts[:, :1], consts[:, 1:], g.delaypoint, 10, g.n_read).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_adaptation_rows_stop_at_their_length():
+    # lengths: rows run only their own steps (the rest is 0); on their part they equal a full
+    # run (rounding of a narrower matrix product: 1e-9 relative covers the loop's conditioning)
+    rs = np.random.RandomState(2)
+    samp = torch.as_tensor(100 + 300 * rs.rand(4, 300))
+    noise = torch.as_tensor(20 * rs.randn(4, 300))
+    lengths = [300, 120, 7, 250]
+    full = syn.power_law_adaptation(samp, noise)
+    part = syn.power_law_adaptation(samp, noise, lengths)
+    for r, k in enumerate(lengths):
+        np.testing.assert_allclose(part[r, :k].numpy(), full[r, :k].numpy(), rtol=1e-9)
+        assert bool((part[r, k:] == 0).all())
+
+
 @pytest.mark.parametrize("n", [10, 13])
 def test_fourier_resample_equals_scipy(n):
     y = np.random.RandomState(n).randn(2, n)

@@ -216,28 +216,39 @@ def _fill_trd(rec_step, rec_val, anchor, fib, n):
         vals = torch.stack(rec_val, 1)
         # keep the last record of each step (several sites may jump in one step)
         steps_sorted = torch.cummax(steps, dim=1).values
-        pos = torch.searchsorted(steps_sorted, k.expand(f, n).contiguous(), right=True) - 1
-        last_step = steps_sorted.gather(1, pos.clamp_min(0))
-        last_val = vals.gather(1, pos.clamp_min(0))
-        have = (pos >= 0) & (last_step >= 0)
+        pos = torch.searchsorted(steps_sorted, k.expand(f, n).contiguous(), right=True).sub_(1)
+        have = pos >= 0
+        pos.clamp_min_(0)
+        last_step = steps_sorted.gather(1, pos)
+        last_val = vals.gather(1, pos)
+        del pos
+        have &= last_step >= 0
     else:
         have = torch.zeros(f, n, dtype=torch.bool, device=dev)
         last_step = torch.zeros(f, n, dtype=torch.int64, device=dev)
         last_val = torch.zeros(f, n, dtype=dt, device=dev)
     anchor_v, anchor_s, anchor_on = anchor
-    v = torch.where(have, last_val, anchor_v[:, None])
-    s = torch.where(have, last_step, anchor_s[:, None])
-    decayed = T_RD_REST + (v - T_RD_REST) * torch.pow(fib.decay, (k - s).to(dt))
-    return torch.where(have | anchor_on[:, None], decayed, fib.t_init[:, None].expand(f, n))
+    # in place on the (F, N) buffers, the same operations as
+    # where(on, REST + (v - REST) * decay ** (k - s), t_init)
+    v = torch.where(have, last_val, anchor_v[:, None], out=last_val)
+    s = torch.where(have, last_step, anchor_s[:, None], out=last_step)
+    decay_pow = torch.pow(fib.decay, torch.sub(k, s, out=s).to(dt))
+    del s, last_step
+    decayed = v.sub_(T_RD_REST).mul_(decay_pow).add_(T_RD_REST)
+    del decay_pow
+    have |= anchor_on[:, None]
+    return torch.where(have, decayed, fib.t_init[:, None], out=decayed)
 
 
 def analytic_mean_rate(synout: torch.Tensor, trd: torch.Tensor, *, tabs: float, trel: float) -> torch.Tensor:
     """The wrapper's instantaneous mean rate: synout / (synout * (tabs + trd/4 + trel_i) + 1)."""
+    # in place on three (F, N) buffers (these arrays are large: allocation and passes dominate);
+    # the same operations as the formula above, so the same rounding
     pos = synout > 0
-    safe = torch.where(pos, synout, torch.ones_like(synout))
-    trel_i = torch.clamp_max(trel * 100 / safe, trel)
-    rate = safe / (safe * (tabs + trd / N_SITES + trel_i) + 1)
-    return torch.where(pos, rate, torch.zeros_like(rate))
+    safe = torch.where(pos, synout, 1.0)
+    trel_i = safe.reciprocal().mul_(trel * 100).clamp_max_(trel)  # as Python's trel * 100 / safe
+    den = (trd / N_SITES).add_(tabs).add_(trel_i).mul_(safe).add_(1.0)
+    return safe.div_(den).masked_fill_(~pos, 0.0)
 
 
 def random_buffer_length(spont: float, n: int, tdres: float, max_spikes: int = 1000) -> int:

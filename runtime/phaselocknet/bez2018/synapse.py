@@ -101,8 +101,10 @@ def power_law_input(vihc: torch.Tensor, spont: torch.Tensor, cf_factor: torch.Te
     ``tail`` gives only its first samples (default: all 2*dp).
     """
     tail = 2 * dp if tail is None else tail
-    mag = torch.pow(10.0, 0.9 * torch.log10(vihc.abs() * cf_factor) + mult_fac)
-    mapped = torch.where(vihc < 0, -mag, mag) + 3.0 * spont
+    # in place on one (..., n) buffer per spont (the same operations; the sign is a product
+    # with +-1, exact)
+    x = (vihc.abs() * cf_factor).log10_().mul_(0.9).add_(mult_fac)
+    mapped = torch.pow(10.0, x, out=x).mul_(torch.where(vihc < 0, -1.0, 1.0)).add_(3.0 * spont)
     head = mapped[..., :1].expand(*mapped.shape[:-1], dp)
     steps = (3.0 * spont).expand(*mapped.shape[:-1], tail)
     tail = torch.cumsum(torch.cat([mapped[..., -1:], steps], dim=-1), dim=-1)[..., 1:]
@@ -166,9 +168,12 @@ def _fir_from_steady_state(x: torch.Tensor, b: torch.Tensor, at: torch.Tensor | 
     nb, n = b.numel(), x.shape[-1]
     xp = torch.cat([x[..., :1].expand(*x.shape[:-1], nb - 1), x], dim=-1)
     if at is None:
+        # one product buffer reused over the taps (these are long arrays: fresh ones cost
+        # page faults); b[k] * x, then + acc, as before
         acc = b[nb - 1] * xp[..., :n]
+        prod = torch.empty_like(acc)
         for k in range(nb - 2, -1, -1):
-            acc = b[k] * xp[..., nb - 1 - k: nb - 1 - k + n] + acc
+            acc.add_(torch.mul(xp[..., nb - 1 - k: nb - 1 - k + n], b[k], out=prod))
         return acc
     acc = b[nb - 1] * xp.index_select(-1, at)
     for k in range(nb - 2, -1, -1):
