@@ -37,11 +37,10 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 
 def catalog_fingerprint(catalog) -> str:
     """One digest over every data file of a catalog, in order."""
-    from .sources import HDF5Source
-
     digest = hashlib.sha256()
     for source in catalog.sources:
-        paths = [source.path] if isinstance(source, HDF5Source) else source.paths
+        # An audio source is many files; an HDF5 or TFRecord source is one.
+        paths = source.paths if hasattr(source, "paths") else [source.path]
         for path in paths:
             digest.update(file_fingerprint(path).encode() + b"\0")
     return digest.hexdigest()

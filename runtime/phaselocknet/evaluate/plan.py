@@ -213,7 +213,15 @@ def load_models(options: EvalOptions, device: torch.device, catalog: Catalog | N
 
 def _has_sounds(catalog: Catalog) -> bool:
     """Whether some source holds sounds only (no stored nervegrams to give a nervegram model)."""
-    return any(isinstance(s, AudioSource) or s.nervegram_shape is None for s in catalog.sources)
+    return any(isinstance(s, AudioSource) or _stored_nervegrams(s) is None for s in catalog.sources)
+
+
+def _stored_nervegrams(source):
+    """The source's nervegram shape, or None; TFRecord nervegrams are raw bytes whose shape is
+    only known for a model's layout, so there their byte count tells whether they are stored."""
+    if hasattr(source, "nervegram_bytes"):
+        return source.nervegram_shape or source.nervegram_bytes
+    return source.nervegram_shape
 
 
 def check_compatibility(models: list[ModelEntry], catalog: Catalog, options: EvalOptions) -> None:
