@@ -12,7 +12,7 @@ as `phaselocknet.load(..., front_end="bez2018")` would (`with_front_end`), spike
   ../shared/reference/bez2018/index.json (bench_bez2018.c_model_cpu_per_ear_second).
 
 Usage:  python benchmarks/bench_bez2018_model.py [--batch 2] [--task speech localization]
-Eager mode unless PHASELOCKNET_BEZ2018_COMPILE says otherwise (see bez2018/INTERFACE.md).
+Eager mode unless PHASELOCKNET_BEZ2018_COMPILE says otherwise (see docs/bez2018.md).
 Also callable as `bench_model_from_sound(batch, tasks)` from benchmarks/bench_bez2018.py.
 """
 
