@@ -17,6 +17,7 @@ import scipy.signal
 import torch
 
 from phaselocknet.bez2018 import spike_generator as sg
+from phaselocknet.bez2018 import fgn
 from phaselocknet.bez2018 import synapse as syn
 
 
@@ -70,15 +71,15 @@ def test_adaptation_rows_stop_at_their_length():
 def test_fourier_resample_equals_scipy(n):
     y = np.random.RandomState(n).randn(2, n)
     want = scipy.signal.resample(y, 1000 * n, axis=-1)
-    got = syn._fourier_resample(torch.as_tensor(y), 1000 * n).numpy()
+    got = fgn._fourier_resample(torch.as_tensor(y), 1000 * n).numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
 def test_fgn_sizes_follow_the_wrapper():
     # ffGn(N, 1e-4, ...): resamp = ceil(0.1 / 1e-4) = 1000, N' = max(10, ceil(N / 1000) + 1),
     # nfft = 2 ** ceil(log2(2 (N' - 1)))
-    assert syn.fgn_sizes(1301) == (1000, 10, 32)
-    assert syn.fgn_sizes(23456) == (1000, 25, 64)
+    assert fgn.fgn_sizes(1301) == (1000, 10, 32)
+    assert fgn.fgn_sizes(23456) == (1000, 25, 64)
 
 
 def _cascade_polynomials(sections):

@@ -3,7 +3,7 @@
 rng="numpy": ``bez2018model.nervegram(..., random_seed=s)`` seeds numpy's global legacy
 MT19937 and then, for each ear, each CF (ascending), each spont (as listed):
   1. ``ffGn`` (noiseType 1 only): ``randn(nfft)`` for the real part, then ``randn(nfft)`` for the
-     imaginary part (nfft from the fibre's length, see `synapse.fgn_sizes`);
+     imaginary part (nfft from the fibre's length, see `fgn.fgn_sizes`);
   2. ``SpikeGenerator``: one ``rand(L)`` per spike train (one train: the wrapper uses 1 when no
      spikes are returned), L = ``randBufLen`` (`spike_generator.random_buffer_length`: in this
      build it depends on spont and the length only, not on the synapse output); the wrapper has
