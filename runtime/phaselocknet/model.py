@@ -89,11 +89,7 @@ class PhaselocknetModel(nn.Module):
             self.nerve_length, self.input_length = self._lengths()
 
         self.excerpt_length = EXCERPT_LENGTH if self.binaural and self.nerve_length > EXCERPT_LENGTH else None
-        if self.excerpt_length is not None and excerpt != "random":
-            latest = self.nerve_length - self.excerpt_length
-            if not 0 <= int(excerpt) <= latest:
-                raise ValueError(f"excerpt={excerpt} is outside the nerve output: use 0..{latest} (trained on {EXCERPT_MARGIN}..{latest - EXCERPT_MARGIN})")
-        self.excerpt = excerpt if excerpt == "random" else int(excerpt)
+        self.excerpt = self._checked_excerpt(excerpt)
 
         channels = self.front_end.n_channels * (2 if self.binaural else 1)
         time = self.excerpt_length or self.nerve_length
@@ -106,6 +102,13 @@ class PhaselocknetModel(nn.Module):
         if dtype is not None:
             self.to_cnn_dtype(dtype)
         self.eval()
+
+    def _checked_excerpt(self, excerpt: str | int) -> str | int:
+        if self.excerpt_length is not None and excerpt != "random":
+            latest = self.nerve_length - self.excerpt_length
+            if not 0 <= int(excerpt) <= latest:
+                raise ValueError(f"excerpt={excerpt} is outside the nerve output: use 0..{latest} (trained on {EXCERPT_MARGIN}..{latest - EXCERPT_MARGIN})")
+        return excerpt if excerpt == "random" else int(excerpt)
 
     def set_backend(self, backend: str) -> "PhaselocknetModel":
         """"fast" (default: FFT filtering, folded batch norms, streamed layers; `phaselocknet.fast`)

@@ -212,16 +212,10 @@ def load_models(options: EvalOptions, device: torch.device, catalog: Catalog | N
 
 
 def _has_sounds(catalog: Catalog) -> bool:
-    """Whether some source holds sounds only (no stored nervegrams to give a nervegram model)."""
-    return any(isinstance(s, AudioSource) or _stored_nervegrams(s) is None for s in catalog.sources)
-
-
-def _stored_nervegrams(source):
-    """The source's nervegram shape, or None; TFRecord nervegrams are raw bytes whose shape is
-    only known for a model's layout, so there their byte count tells whether they are stored."""
-    if hasattr(source, "nervegram_bytes"):
-        return source.nervegram_shape or source.nervegram_bytes
-    return source.nervegram_shape
+    """Whether some source holds sounds only (no stored nervegrams to give a nervegram model).
+    TFRecord nervegrams are raw bytes whose shape depends on the model: stored if they have a size."""
+    return any(isinstance(s, AudioSource) or (s.nervegram_shape or getattr(s, "nervegram_bytes", None)) is None
+               for s in catalog.sources)
 
 
 def check_compatibility(models: list[ModelEntry], catalog: Catalog, options: EvalOptions) -> None:
@@ -341,6 +335,26 @@ def make_plan(options: EvalOptions) -> Plan:
     prob_keys += [(f"{options.ensemble_name}/{head}", n) for head, n in heads.items()]
     activation_keys = [(f"{m.name}/{layer}", m.activation_shapes[layer]) for m in models for layer in options.activations]
     index, count = options.shard
+    fingerprint = _fingerprint(options, models, catalog, header)
+    return Plan(
+        options=options,
+        device=device,
+        models=models,
+        specs=specs,
+        catalog=catalog,
+        examples=shard_range(len(catalog), index, count),
+        ensemble_heads=heads,
+        ensemble_labels=labels,
+        preprocessing=Preprocessing(level_db=options.dbspl, diotic=options.diotic, strict_length=options.strict_length),
+        header=header,
+        prob_keys=prob_keys,
+        activation_keys=activation_keys,
+        fingerprint=fingerprint,
+    )
+
+
+def _fingerprint(options: EvalOptions, models: list[ModelEntry], catalog: Catalog, header: list[str]) -> dict:
+    """What makes two runs' rows interchangeable: resume and merge refuse any difference."""
     fingerprint = {
         "bundles": [m.content_sha256 for m in models],
         "names": [m.name for m in models],
@@ -359,26 +373,12 @@ def make_plan(options: EvalOptions) -> Plan:
         "activations_format": options.activations_format if options.activations else None,
         "ensemble": options.ensemble,
         "seed": options.seed,
-        "shard": [index, count],
+        "shard": list(options.shard),
     }
     front_ends = ["bez2018" if hasattr(m.model, "nervegram_model") else None for m in models]
     if any(front_ends):  # recorded only when used, so fingerprints of runs without one stay as they were
         fingerprint["front_end"] = front_ends
-    return Plan(
-        options=options,
-        device=device,
-        models=models,
-        specs=specs,
-        catalog=catalog,
-        examples=shard_range(len(catalog), index, count),
-        ensemble_heads=heads,
-        ensemble_labels=labels,
-        preprocessing=Preprocessing(level_db=options.dbspl, diotic=options.diotic, strict_length=options.strict_length),
-        header=header,
-        prob_keys=prob_keys,
-        activation_keys=activation_keys,
-        fingerprint=fingerprint,
-    )
+    return fingerprint
 
 
 def _data_digest(catalog: Catalog) -> str:
