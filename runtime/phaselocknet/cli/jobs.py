@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def add_parsers(sub) -> None:
-    from ..evaluate.cli import _excerpt, _layers
+    from ..evaluate.cli import _layers
+    from .arguments import excerpt_start, sound_level
 
     plan = sub.add_parser(
         "plan", help="write a job-array plan: model groups x example shards, and an sbatch script",
@@ -28,8 +29,8 @@ def add_parsers(sub) -> None:
     plan.add_argument("--batch-size", type=int, default=16)
     plan.add_argument("--workers", type=int, default=2)
     plan.add_argument("--spikes", choices=("sample", "mean"), default="sample")
-    plan.add_argument("--excerpt", type=_excerpt, default="random")
-    plan.add_argument("--dbspl", type=float, default=None)
+    plan.add_argument("--excerpt", type=excerpt_start, default="random")
+    plan.add_argument("--dbspl", type=sound_level, default=None)
     plan.add_argument("--diotic", action="store_true")
     plan.add_argument("--probs", action="store_true")
     plan.add_argument("--activations", type=_layers, default=[], metavar="LAYER[,LAYER]")

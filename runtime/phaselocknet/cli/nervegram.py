@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .run import _level
+from .arguments import sound_level
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def add_parsers(sub) -> None:
                        help="whose front end: speech (word/speaker models: 20 kHz input, CFs to 8 kHz; default) "
                             "or localization (50 kHz, CFs to 16 kHz)")
     nerve.add_argument("--variant", default="IHC3000", help="IHC0050, IHC0320, IHC1000 or IHC3000 (phase-locking limit)")
-    nerve.add_argument("--dbspl", type=_level, default=None,
+    nerve.add_argument("--dbspl", type=sound_level, default=None,
                        help="set the sound level first (dB SPL, -30..150; default: samples are pascals)")
     nerve.add_argument("-o", "--output", type=Path, required=True, help=".npy (rates), or .png/.pdf/.svg (needs matplotlib)")
     nerve.add_argument("--seed", type=int, default=0, help="--model bez2018: seed of its random draws (default 0)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .arguments import at_least_one, excerpt_start, sound_level
+
 
 def add_parsers(sub) -> None:
     run = sub.add_parser("run", help="predict the labels of one sound")
@@ -12,14 +14,14 @@ def add_parsers(sub) -> None:
                      help="bundle path, model id (task/variant/arch) or variant id (task/variant: the ensemble "
                           "of its architectures, mean probability)")
     run.add_argument("sound", type=Path, help="WAV (or FLAC with soundfile installed)")
-    run.add_argument("--top", type=_at_least_one, default=5, help="classes to print per head (default 5, at least 1)")
-    run.add_argument("--dbspl", type=_level, default=None,
+    run.add_argument("--top", type=at_least_one, default=5, help="classes to print per head (default 5, at least 1)")
+    run.add_argument("--dbspl", type=sound_level, default=None,
                      help="set the sound level (dB SPL, -30..150) before running; default: samples are pascals")
     run.add_argument("--diotic", action="store_true", help="play a mono sound to both ears of a binaural model")
     run.add_argument("--spikes", choices=("sample", "mean"), default="sample")
     run.add_argument("--seed", type=int, default=None, help="seed of the spike sampling and excerpt (printed when not given)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    run.add_argument("--excerpt", type=_excerpt, default="random",
+    run.add_argument("--excerpt", type=excerpt_start, default="random",
                      help="localization models: 'random' (default) or the start of the 10000-sample nerve excerpt")
     run.add_argument("--json", action="store_true", help="print JSON instead of a table")
     run.add_argument("--front-end", choices=("auto", "bez2018", "none"), default="auto",
@@ -30,43 +32,6 @@ def add_parsers(sub) -> None:
     info.add_argument("bundle", metavar="MODEL", help="bundle path or model id")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
-
-
-def _at_least_one(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _level(text: str) -> float:
-    import argparse
-
-    from ..audio import DBSPL_RANGE
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not DBSPL_RANGE[0] <= value <= DBSPL_RANGE[1]:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be within {DBSPL_RANGE[0]:g}..{DBSPL_RANGE[1]:g} dB SPL")
-    return value
-
-
-def _excerpt(text: str):
-    import argparse
-
-    if text == "random":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("use 'random' or an integer offset in nerve samples") from None
 
 
 def _say(message: str) -> None:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli.arguments import excerpt_start, sound_level
+
 EVAL_EPILOG = """\
 outputs (beside --out RESULTS.csv):
   RESULTS.csv                one row per example: example, source, index, metadata columns,
@@ -50,13 +52,13 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     parser.add_argument("--spikes", choices=("sample", "mean"), default="sample",
                         help="sample binomial spike counts as in the paper (default) or use their expected value")
-    parser.add_argument("--excerpt", type=_excerpt, default="random",
+    parser.add_argument("--excerpt", type=excerpt_start, default="random",
                         help="localization models: 'random' excerpt start as in the paper (default) or a fixed offset")
     parser.add_argument("--front-end", choices=("auto", "bez2018", "none"), default="auto",
                         help="nervegram-input models given sounds: make their nervegrams with BEZ2018 "
                              "(auto, the default, does; none: read stored nervegram_meanrates)")
     parser.add_argument("--seed", type=int, default=None, help="run seed (non-negative); default: drawn and recorded")
-    parser.add_argument("--dbspl", type=float, default=None, help="set each sound's level (dB SPL); default: as stored (Pa)")
+    parser.add_argument("--dbspl", type=sound_level, default=None, help="set each sound's level (dB SPL); default: as stored (Pa)")
     parser.add_argument("--diotic", action="store_true", help="play mono sounds to both ears of binaural models")
     parser.add_argument("--strict-length", action="store_true",
                         help="flag examples whose length (after resampling) is not the model's, instead of centre pad/trim")
@@ -160,15 +162,6 @@ def eval_command(args) -> list[str]:
         if on:
             words.append(flag)
     return words
-
-
-def _excerpt(text: str):
-    if text == "random":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("use 'random' or an integer offset in nerve samples") from None
 
 
 def _layers(text: str) -> list[str]:
