@@ -22,6 +22,17 @@ needs_shared = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread (bit-reproducible float sums whatever the machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def published_model_dirs() -> list[Path]:
     if not PUBLISHED.is_dir():
         return []

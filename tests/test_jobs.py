@@ -14,7 +14,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import phaselocknet
 
@@ -29,12 +28,7 @@ N = 12
 BATCH = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
 
 @pytest.fixture

@@ -113,10 +113,15 @@ def checkpoint_state_dict(network: Network, checkpoint: Checkpoint) -> dict[str,
         _check_position(layer, index, variables)
         _convert_layer(network.get_submodule(layer.arch_name), layer, variables, checkpoint, state)
 
+    return covering_state(network, state)
+
+
+def covering_state(network, state: dict, where: str = "") -> dict:
+    """``state`` sorted by name, once its names are exactly the network's (else ConversionError)."""
     wanted = set(network.state_dict())
     if set(state) != wanted:
         raise ConversionError(
-            f"converted tensors do not cover the network: missing {sorted(wanted - set(state))[:8]}, "
+            f"{where}converted tensors do not cover the network: missing {sorted(wanted - set(state))[:8]}, "
             f"unexpected {sorted(set(state) - wanted)[:8]}"
         )
     return {name: state[name] for name in sorted(state)}

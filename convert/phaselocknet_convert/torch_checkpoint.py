@@ -37,7 +37,7 @@ from phaselocknet.network.layers import BatchNorm, HanningPool2d
 
 from .errors import ConversionError
 from .keras_layout import tf_params, tf_to_torch_param
-from .mapping import keras_layers
+from .mapping import covering_state, keras_layers
 
 PT_NAME = "ckpt_BEST.pt"
 WHOLE_MODEL_PREFIX = "perceptual_model."
@@ -166,13 +166,7 @@ def torch_state_dict(network: Network, state: dict[str, torch.Tensor], path: str
         if f"{arch_name}.{relative}" != ours:  # the runtime's table and ours disagree: a bug, not bad input
             raise ConversionError(f"{path}: entry {port!r} maps to {arch_name}.{relative}, expected {ours}")
         out[ours] = torch.from_numpy(np.ascontiguousarray(converted, dtype=np.float32))
-    wanted = set(network.state_dict())
-    if set(out) != wanted:
-        raise ConversionError(
-            f"{path}: converted tensors do not cover the network: missing {sorted(wanted - set(out))[:8]}, "
-            f"unexpected {sorted(set(out) - wanted)[:8]}"
-        )
-    return {name: out[name] for name in sorted(out)}
+    return covering_state(network, out, where=f"{path}: ")
 
 
 def _port_to_keras_layout(array: np.ndarray) -> np.ndarray:
