@@ -132,6 +132,11 @@ def test_refusals(word_bundle, tmp_path):
     bad[1, 3] = float("nan")
     with pytest.raises(FrontEndError, match=r"NaN or Inf values in batch examples \[1\]"):
         model(bad)
+    from phaselocknet.errors import InputError
+
+    for wrong in (torch.zeros(1, 200, dtype=torch.int16), torch.zeros(1, 200, dtype=torch.complex64)):
+        with pytest.raises(InputError, match="real float pascals"):
+            model(wrong)
     with pytest.raises(FrontEndError, match="2 entries for a batch of 1"):
         model(torch.zeros(1, 200), example_seeds=[1, 2])
     with pytest.raises(FrontEndError, match="the only front end is 'bez2018'"):

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..finite import refuse_nonfinite
 
 FRONT_ENDS = ("bez2018",)
@@ -252,8 +253,10 @@ class BEZ2018FrontEnd(nn.Module):
             x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor or numpy array, got {type(x).__name__}")
-        if not x.is_floating_point():
-            x = x.to(torch.float64)
+        if x.is_complex() or not x.is_floating_point():
+            # As PhaselocknetModel.check_input: integer samples are not pascals, complex ones not pressures.
+            raise InputError(f"input has dtype {x.dtype}: pass real float pascals (e.g. x / 32768 for int16 PCM, "
+                             "full scale = 1 Pa as read_audio does)")
         expected = self.expected_input_shape()
         if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
             layout = "(batch, " + ", ".join(map(str, expected)) + ")"
