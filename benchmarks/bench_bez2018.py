@@ -1,6 +1,11 @@
-"""BEZ2018 in torch: CPU-seconds per ear-second against the authors' C model, measured in one run.
+"""BEZ2018 in phaselocknet: CPU-seconds per ear-second against the authors' C model, in one run.
 
-    PYTHONPATH=runtime python benchmarks/bench_bez2018.py [--seconds S] [--batches 1,16]
+    PYTHONPATH=runtime python benchmarks/bench_bez2018.py [--seconds S] [--batches 1,16] [--memory]
+
+Whole nervegram = ``bez2018.nervegram`` (speech preset, rng="torch"), what the models use, on
+the sounds below; first-call warm-up (numba compilation into an empty cache, then a second
+process reading that cache) in fresh processes; ``--memory``: peak RSS of a batch of 32
+two-second sounds in a fresh process. Then its two halves:
 
 Cochlea stage = resample to 100 kHz + middle ear + control path/C1/C2 + IHC (``ihc_potential``),
 50 CFs 125..8000 Hz, on a 1 s 1 kHz tone (60 dB SPL) and the speech sample 022_animals.wav, both
@@ -82,11 +87,76 @@ def time_c_wrapper(signal: np.ndarray, fs: int) -> float | None:
     return time.process_time() - start
 
 
+_CHILD = """
+import resource, sys, time
+sys.path.insert(0, {runtime!r})
+start_wall, start_cpu = time.perf_counter(), time.process_time()
+import numpy as np
+from phaselocknet import bez2018
+x = np.zeros(({batch}, int({seconds} * 44100)))
+x[:, ::441] = 0.02  # clicks: the model does the same work for any sound
+bez2018.nervegram(x, 44100, **{kwargs!r})
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(f"{{time.perf_counter() - start_wall:.2f}} {{time.process_time() - start_cpu:.2f}} {{rss:.2f}}")
+"""
+
+
+def _child(batch: int, seconds: float, env: dict, **kwargs) -> tuple[float, float, float]:
+    """(wall s, CPU-s, peak RSS GB) of a fresh process that imports the package and makes one nervegram."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    code = _CHILD.format(runtime=str(REPO / "runtime"), batch=batch, seconds=seconds, kwargs=kwargs)
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True, text=True)
+    wall, cpu, rss = (float(v) for v in out.stdout.split())
+    return wall, cpu, rss
+
+
+def bench_warm_up() -> None:
+    import tempfile  # noqa: PLC0415
+
+    print("== first call in a fresh process (import + compile or load the compiled loops + a 10 ms nervegram) ==")
+    with tempfile.TemporaryDirectory() as cache:
+        for label in ("empty numba cache", "cache from the first process"):
+            wall, cpu, _ = _child(1, 0.01, {"NUMBA_CACHE_DIR": cache}, num_cf=2)
+            print(f"{label}: {wall:.2f} s wall, {cpu:.2f} CPU-s")
+
+
+def bench_nervegram(seconds: float, batches: list[int]) -> None:
+    from phaselocknet import bez2018  # noqa: PLC0415
+
+    c_nervegram = c_model_cpu_per_ear_second()
+    print(f"== whole nervegram (speech preset: 50 CFs x 3 spont rates, rng=torch), {seconds:g} s sounds ==")
+    if c_nervegram:
+        print(f"baseline: C model, whole nervegram (index.json): {c_nervegram:.2f} CPU-s per ear-second")
+    bez2018.nervegram(np.zeros(441), 44100, num_cf=2)  # compiled loops loaded (see the warm-up above)
+    for name, (signal, fs) in sounds(seconds).items():
+        dur = len(signal) / fs
+        for batch in batches:
+            x = np.tile(signal, (batch, 1))
+            cpu, wall = timed(bez2018.nervegram, x, fs)
+            per = cpu / (batch * dur)
+            ratio = f", {c_nervegram / per:.1f}x faster than the C model" if c_nervegram else ""
+            print(f"{name} {dur:.2f} s batch {batch:3d}: {per:6.2f} CPU-s per ear-second "
+                  f"({batch * dur / wall:.3f} ear-s per wall-s{ratio})")
+
+
+def bench_memory() -> None:
+    print("== memory: a batch of 32 two-second sounds, whole nervegram, fresh process ==")
+    wall, cpu, rss = _child(32, 2.0, {})
+    print(f"peak RSS {rss:.2f} GB (budget 8 GB), {wall:.0f} s wall, {cpu / 64:.2f} CPU-s per ear-second")
+
+
 def bench_cochlea(seconds: float, batches: list[int]) -> None:
     c_nervegram = c_model_cpu_per_ear_second()
     import os  # noqa: PLC0415
 
-    loop = "eager" if os.environ.get("PHASELOCKNET_BEZ2018_SCRIPT", "1") in {"0", "false", "no"} else "TorchScript"
+    from phaselocknet.bez2018.dispatch import ENV  # noqa: PLC0415
+
+    if os.environ.get(ENV, "numba") == "torch":
+        loop = "tensor ops, " + ("eager" if os.environ.get("PHASELOCKNET_BEZ2018_SCRIPT", "1") in {"0", "false", "no"} else "TorchScript")
+    else:
+        loop = f"compiled (numba; {ENV}=torch for the tensor ops)"
     print(f"== cochlea stage (resample + middle ear + BM + IHC), 50 CFs, per-sample loop: {loop} ==")
     cpu, wall = timed(cochlea_stage, np.zeros(441), 44100, 1)
     print(f"warm-up (first call, 10 ms of sound): {wall:.2f} s wall, {cpu:.2f} CPU-s")
@@ -112,10 +182,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="sound duration (default 1 s)")
     parser.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
+    parser.add_argument("--memory", action="store_true", help="also measure a batch of 32 two-second sounds")
     args = parser.parse_args()
     torch.manual_seed(0)
-    bench_cochlea(args.seconds, [int(b) for b in args.batches.split(",")])
-    bench_synapse(args.seconds, [int(b) for b in args.batches.split(",")])
+    batches = [int(b) for b in args.batches.split(",")]
+    bench_warm_up()
+    bench_nervegram(args.seconds, batches)
+    if args.memory:
+        bench_memory()
+    bench_cochlea(args.seconds, batches)
+    bench_synapse(args.seconds, batches)
 
 
 

@@ -22,6 +22,14 @@ needs_shared = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(params=["numba", "torch"])
+def bez2018_implementation(request, monkeypatch):
+    """Each BEZ2018 test that takes this runs twice: the compiled CPU loops (what the CPU uses)
+    and the tensor ops (what CUDA uses), selected by PHASELOCKNET_BEZ2018_KERNELS."""
+    monkeypatch.setenv("PHASELOCKNET_BEZ2018_KERNELS", request.param)
+    return request.param
+
+
 @pytest.fixture
 def one_thread():
     """Run a test on one intra-op thread (bit-reproducible float sums whatever the machine)."""
@@ -122,20 +130,3 @@ def localization_waveform():
 @pytest.fixture
 def localization_nervegram():
     return config_with(NERVEGRAM_COCHLEA, {"label_loc_int": 504}), tiny_localization_arch()
-
-
-# Tests marked `long` (minutes each: whole-length BEZ2018 cases, many-seed statistics) are kept
-# out of the default run, and so out of CI; run them with `pytest --long` or PHASELOCKNET_LONG_TESTS=1.
-def pytest_addoption(parser):
-    parser.addoption("--long", action="store_true", default=False, help="also run tests marked long")
-
-
-def pytest_collection_modifyitems(config, items):
-    import os
-
-    if config.getoption("--long") or os.environ.get("PHASELOCKNET_LONG_TESTS") == "1":
-        return
-    skip_long = pytest.mark.skip(reason="long test: run with `pytest --long` (or PHASELOCKNET_LONG_TESTS=1)")
-    for item in items:
-        if "long" in item.keywords:
-            item.add_marker(skip_long)

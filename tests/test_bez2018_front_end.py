@@ -265,6 +265,28 @@ def test_cli_run_hears_a_sound_through_bez2018(word_bundle, tmp_path, capsys, mo
     assert "takes nervegrams" in capsys.readouterr().err
 
 
+def test_cli_run_hears_a_sound_through_a_nervegram_variant(tmp_path, capsys, monkeypatch):
+    # `run VARIANT` for a nervegram variant: every member gets the BEZ2018 front end (one
+    # nervegram each, its own draws); --front-end none keeps the clear error.
+    home = tmp_path / "store"
+    monkeypatch.setenv("PHASELOCKNET_HOME", str(home))
+    config = config_with(NERVEGRAM_COCHLEA, {"label_word_int": 11, "label_speaker_int": 7})
+    for k in range(2):
+        _bundle(home / "test_words" / "IHC0320", config, tiny_word_arch(NERVE_TIME),
+                f"test_words/IHC0320/arch0{k}", f"arch0{k}.safetensors")
+    calls = []
+    monkeypatch.setattr(bez2018, "nervegram", _stand_in_nervegram(calls))
+    sound = _wav(tmp_path / "s.wav", _tone(2 * NERVE_TIME, 20000.0), 20000)
+    assert main(["run", "test_words/IHC0320", str(sound), "--seed", "1", "--json", "--top", "11"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["members"] == ["test_words/IHC0320/arch00", "test_words/IHC0320/arch01"]
+    assert [(c["preset"], c["ihc_cutoff"]) for c in calls] == [("speech", 320.0)] * 2
+    probs = [r["probability"] for r in out["predictions"]["label_word_int"]]
+    assert abs(sum(probs) - 1) < 1e-5
+    assert main(["run", "test_words/IHC0320", str(sound), "--front-end", "none"]) == 2
+    assert "takes nervegrams" in capsys.readouterr().err
+
+
 def test_cli_nervegram_bez2018_writes_spikes_per_second(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(bez2018, "nervegram", _stand_in_nervegram(calls))
@@ -306,7 +328,6 @@ def test_cli_eval_takes_sounds_for_nervegram_models(word_bundle, tmp_path, monke
 # ------------------------------------------------------------- real BEZ2018, long
 
 
-@pytest.mark.long
 def test_localization_model_from_sound_equals_nervegram_then_model(loc_bundle):
     x = torch.from_numpy(np.stack([_tone(LOCALIZATION_INPUT_LENGTH, 44100.0, seed=s) for s in (1, 2)])).float()[None]
     wrapped = phaselocknet.load(loc_bundle, front_end="bez2018", spikes="sample")

@@ -8,11 +8,12 @@ show it; the wrapper itself, run here, reproduces its references on that CF only
 cf[0] = nextafter(125, inf)). So the cases pass that CF list.
 
 Tolerances (issue 8): ihc within 1e-5 relative of the float32 ``vihcs``; per-CF time-averaged
-rate within 0.1%; cells equal after float32 rounding on >= 99.9% where the IHC stage is
-bit-faithful. Measured: with the C model's own IHC potential this synapse port gives exactly
-the wrapper's cells (tone500 case: 99.903%, the same cells as the wrapper itself here); with
-this package's IHC stage the tone cases reach 99.3% (CFs 1, 46, 47 differ by ~1e-6 relative),
-so those assert 99%.
+rate within 0.1%; cells equal after float32 rounding on >= 99.9%. On the CPU (compiled loops,
+which follow the C model operation for operation, and scipy's resample_poly for the input as
+the wrapper) the cases measured 99.90% (500 Hz tone: the cells the wrapper itself reproduces
+here) to 99.9987% (silence). The tensor ops that CUDA uses reorder float64 sums; on the loud
+tones that flips one CF's control-path group delay (a floor) and so its rates: 99.3% there, so
+their check asserts 99%.
 """
 import json
 import os
@@ -62,20 +63,18 @@ def test_silence_speech_with_fgn_reproduces_the_wrapper():
 @needs_ref
 @pytest.mark.parametrize("name", ["tone500_80dB_speech_noise0_IHC0050_seed2",  # driven, no fGn
                                   "tone1k_60dB_speech_IHC3000_seed1"])        # driven, with fGn
-def test_short_tones_reproduce_the_wrapper(name):
-    # 0.15 s each, ~2 s each here (in the default run since the cochlea loop got faster)
+def test_short_tones_reproduce_the_wrapper(name, bez2018_implementation):
+    # 0.15 s each: under a second compiled, a few seconds as tensor ops
     d, out = _case(name)
-    _check(d, out, 0.99)
+    _check(d, out, 0.999 if bez2018_implementation == "numba" else 0.99)
 
 
 @needs_ref
-@pytest.mark.long
-@pytest.mark.parametrize("name,min_equal", [("speech_65dB_IHC0320_seed3", 0.99),
-                                            ("clicks_75dB_localization_noclip_IHC1000_seed4", 0.99),
-                                            ("noise_60dB_localization_clip_IHC3000_seed5", 0.99)])
-def test_long_cases_reproduce_the_wrapper(name, min_equal):
+@pytest.mark.parametrize("name", ["speech_65dB_IHC0320_seed3", "clicks_75dB_localization_noclip_IHC1000_seed4",
+                                  "noise_60dB_localization_clip_IHC3000_seed5"])
+def test_long_cases_reproduce_the_wrapper(name):
     d, out = _case(name)
-    _check(d, out, min_equal)
+    _check(d, out, 0.999)
 
 
 def _tone(dur=0.01, sr=20000, level=60.0, f=1000.0):
@@ -122,7 +121,6 @@ def test_sample_rate_must_be_whole_hz():
 
 
 @needs_ref
-@pytest.mark.long
 def test_torch_rng_statistics_match_numpy_stream_over_16_seeds():
     """rng="torch" vs rng="numpy" (the wrapper's own draws, validated above) over 16 seeds each.
 

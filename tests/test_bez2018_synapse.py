@@ -6,8 +6,12 @@
   function run by scipy.signal.lfilter;
 - the event-driven redocking simulation: a plain per-sample stepping of the published spike
   generator (Bruce et al. 2018) written here, on random synapse outputs.
+- the compiled CPU loops (compiled_synapse) against the same references: the per-sample
+  spike generator above, the wrapper's mean-rate formula, scipy.signal.resample_poly.
 Tolerances: float64 rounding of different operation orders (1e-12 relative), except the
 redocking state, which must agree to 1e-12 at every sample (same random numbers, same events).
+Stages with two implementations (compiled loops on the CPU, tensor ops elsewhere) run both
+(the ``bez2018_implementation`` fixture).
 """
 import math
 
@@ -19,9 +23,10 @@ import torch
 from phaselocknet.bez2018 import spike_generator as sg
 from phaselocknet.bez2018 import fgn
 from phaselocknet.bez2018 import synapse as syn
+from phaselocknet.bez2018.resample import decimation_taps
 
 
-def test_decimate_equals_scipy_filtfilt():
+def test_decimate_equals_scipy_filtfilt(bez2018_implementation):
     x = torch.as_tensor(np.random.RandomState(0).randn(3, 1234).cumsum(-1))
     b = scipy.signal.firwin(11, 0.1, window="hamming")
     want = scipy.signal.filtfilt(b, [1.0], x.numpy())[:, ::10]
@@ -30,13 +35,13 @@ def test_decimate_equals_scipy_filtfilt():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
 
 
-def test_decimate_refuses_short_input():
+def test_decimate_refuses_short_input(bez2018_implementation):
     with pytest.raises(syn.SynapseError, match="more than 33 samples"):
         syn.decimate(torch.zeros(1, 20, dtype=torch.float64), 10)
 
 
 @pytest.mark.parametrize("cf", [4000.0, 20000.0])
-def test_windowed_decimation_of_the_padded_input_equals_scipy_on_the_full_input(cf):
+def test_windowed_decimation_of_the_padded_input_equals_scipy_on_the_full_input(cf, bez2018_implementation):
     # The port decimates only a short window of the delay-padded power-law input; the reference
     # is scipy's filtfilt over the whole padded input (head, signal, ramp tail), every 10th
     # sample, up to the last one the 100 kHz output reads.
@@ -53,7 +58,7 @@ def test_windowed_decimation_of_the_padded_input_equals_scipy_on_the_full_input(
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
 
 
-def test_adaptation_rows_stop_at_their_length():
+def test_adaptation_rows_stop_at_their_length(bez2018_implementation):
     # lengths: rows run only their own steps (the rest is 0); on their part they equal a full
     # run (rounding of a narrower matrix product: 1e-9 relative covers the loop's conditioning)
     rs = np.random.RandomState(2)
@@ -91,7 +96,7 @@ def _cascade_polynomials(sections):
     return num, den
 
 
-def test_power_law_adaptation_is_the_linear_feedback_system_when_not_rectified():
+def test_power_law_adaptation_is_the_linear_feedback_system_when_not_rectified(bez2018_implementation):
     # sout = u - alpha * z^-1 H(z) sout  =>  sout = D / (D + alpha z^-1 N) u, per branch.
     k = 400
     u = 200.0 + 0.01 * np.arange(k)  # the fast branch touches 0 at step 1, then stays positive
@@ -181,3 +186,53 @@ def test_analytic_mean_rate_closed_form():
     trel_i = np.minimum(6e-4 * 100 / np.array([1.0, 10.0, 1000.0]), 6e-4)
     want = np.array([0.0, 10 / (10 * (6e-4 + 0.015 / 4 + trel_i[1]) + 1), 1000 / (1000 * (6e-4 + 0.015 / 4 + trel_i[2]) + 1)])
     np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def _compiled_mean_rates(adapted, n_pla, delay, n, rand, spont, max_spikes=1000):
+    from phaselocknet.bez2018 import compiled_synapse
+
+    rows = adapted.shape[0]
+    taps, half_len = decimation_taps(10)
+    out = np.empty((rows, -(-n // 10)))
+    draws, spikes = np.empty(rows, dtype=np.int64), np.empty(rows, dtype=np.int64)
+    _, steps = sg.elapsed_tables(1 << 18, 1e-5)
+    compiled_synapse.mean_rate_rows(adapted, np.asarray(n_pla), np.asarray(delay), 10, n, rand,
+                                    np.full(rows, rand.shape[1] - 2), np.asarray(spont, dtype=np.float64), 1e-5,
+                                    6e-4, 6e-4, max_spikes, steps, taps, half_len, 10, out, draws, spikes)
+    return out, draws, spikes
+
+
+@pytest.mark.parametrize("spont", [70.0, 4.0, 0.1])
+def test_compiled_mean_rate_equals_stepping_formula_and_scipy(spont):
+    # 10 kHz synapse outputs -> (linear interpolation, delay removed) -> redocking (reference:
+    # the per-sample stepping above) -> the wrapper's mean-rate formula -> scipy's resample_poly.
+    rng = np.random.RandomState(int(spont * 10) + 1)
+    n, resamp, f = 3000, 10, 2
+    delay, n_pla = [7, 30], [320, 340]
+    adapted = np.maximum(0.0, 200 + 150 * rng.randn(f, 400)) + spont
+    rand = rng.rand(f, 3002)
+    got, draws, _ = _compiled_mean_rates(adapted, n_pla, delay, n, rand, [spont] * f)
+    for i in range(f):
+        p = np.arange(delay[i], delay[i] + n)
+        z, b = p // resamp, p % resamp
+        ok = z < n_pla[i] - 1
+        zc = np.minimum(z, n_pla[i] - 2)
+        synout = np.where(ok, adapted[i, zc] + b * ((adapted[i, zc + 1] - adapted[i, zc]) / resamp), 0.0)
+        trd, used = _stepped_redocking(synout, rand[i], sg.t_rd_init(spont), 1e-5, 6e-4, 6e-4)
+        assert int(draws[i]) == used
+        pos = synout > 0
+        safe = np.where(pos, synout, 1.0)
+        trel_i = np.minimum(6e-4 * 100 / safe, 6e-4)
+        rate = np.where(pos, safe / (safe * (6e-4 + trd / 4 + trel_i) + 1), 0.0)
+        want = np.maximum(scipy.signal.resample_poly(rate, 1, 10), 0.0)
+        np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_compiled_spike_generator_reports_a_full_buffer():
+    # a buffer far too short for the releases: the C code gives up (spCount = -1); so must the loop
+    rng = np.random.RandomState(9)
+    adapted = np.full((1, 400), 3000.0)
+    _, draws, _ = _compiled_mean_rates(adapted, [340], [10], 3000, rng.rand(1, 40), [70.0])
+    from phaselocknet.bez2018 import compiled_synapse
+
+    assert int(draws[0]) == compiled_synapse.OVERFLOW

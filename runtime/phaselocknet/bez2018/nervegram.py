@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.signal
 import torch
 
 from . import presets, random_streams as rs
+from .dispatch import use_compiled
 from .hair_cell import ihc_potential
-from .resample import resample_poly
-from .spike_generator import analytic_mean_rate, redocking_times
+from .resample import decimation_taps, resample_poly
+from .spike_generator import analytic_mean_rate, elapsed_tables, redocking_times
 from .synapse import SynapseBank, sequential_loop_threads
 
 # Fibre x 100 kHz-sample elements per spike-generator chunk (a few float64 arrays of this size).
@@ -91,24 +93,67 @@ def _level(pin: torch.Tensor, kw) -> torch.Tensor:
     return torch.where(rms > 0, want * pin / torch.where(rms > 0, rms, 1.0), pin)
 
 
-def _fibre_rates(bank, synout_of, uniforms, lengths, kw, strict: bool) -> torch.Tensor:
-    """Mean rate at nervegram_fs (rows, T) of every row, in fibre chunks."""
+def _resample_input(x: torch.Tensor, up: int, down: int) -> torch.Tensor:
+    """The sound at pin_fs. On the CPU scipy's resample_poly itself, the wrapper's own call: the
+    port's (~1e-15 relative off it) is enough, on a loud tone, to flip one CF's control-path
+    group delay (a floor) and so its IHC potential by ~5e-4 (measured at CF 6558 Hz, 80 dB)."""
+    if use_compiled(x):
+        return torch.from_numpy(scipy.signal.resample_poly(x.detach().numpy(), up, down, axis=-1))
+    return resample_poly(x, up, down)
+
+
+def _fibre_rates(bank, adapted, uniforms, lengths, kw, strict: bool) -> torch.Tensor:
+    """Mean rate at nervegram_fs (rows, T) of every row from its 10 kHz synapse output."""
+    if use_compiled(adapted):
+        rates, over = _fibre_rates_compiled(bank, adapted, uniforms, lengths, kw)
+    else:
+        rates, over = _fibre_rates_tensor_ops(bank, adapted, uniforms, lengths, kw)
+    if bool(over.any()):
+        detail = ("the wrapper's run_anf fails here too (insufficient max_spikes_per_train or random buffer)"
+                  if strict else "raise max_spikes_per_train")
+        raise rs.RandomStreamError(f"{int(over.sum())} fibre(s) fired more than the spike buffers allow: {detail}")
+    return rates
+
+
+def _fibre_rates_compiled(bank, adapted, uniforms, lengths, kw):
+    """All rows through ``compiled_synapse.mean_rate_rows`` (synout, redocking, mean rate and its
+    decimation fused per fibre: no (rows, 100 kHz) arrays)."""
+    from . import compiled_synapse  # noqa: PLC0415
+
+    if int(kw["pin_fs"]) % int(kw["nervegram_fs"]):  # not a whole decimation factor: not fused
+        return _fibre_rates_tensor_ops(bank, adapted, uniforms, lengths, kw)
+    down = int(kw["pin_fs"]) // int(kw["nervegram_fs"])
+    taps, half_len = decimation_taps(down)
+    geoms = [bank.geoms[c] for c in bank.cf_of_row]
+    n_out = -(-bank.n // down)
+    out = np.empty((bank.n_rows, n_out))
+    draws = np.empty(bank.n_rows, dtype=np.int64)
+    spikes = np.empty(bank.n_rows, dtype=np.int64)
+    _, elapsed_steps = elapsed_tables(max(2 * bank.n, 1 << 18) + 4, bank.tdres)
+    # the C code may read two numbers past a buffer's end in the step that overflows it
+    uniforms = torch.nn.functional.pad(uniforms, (0, 2), value=0.5)
+    compiled_synapse.mean_rate_rows(
+        adapted.contiguous().numpy(), np.array([g.n_pla for g in geoms]), np.array([g.delaypoint for g in geoms]),
+        bank.q, bank.n, uniforms.contiguous().numpy(), np.asarray(lengths, dtype=np.int64),
+        bank.spont_of_row.numpy(), bank.tdres, float(kw["tabs"]), float(kw["trel"]), int(kw["max_spikes_per_train"]),
+        elapsed_steps, taps, half_len, down, out, draws, spikes)
+    return torch.from_numpy(out), torch.from_numpy(draws == compiled_synapse.OVERFLOW)
+
+
+def _fibre_rates_tensor_ops(bank, adapted, uniforms, lengths, kw):
+    """In fibre chunks, as tensor ops on the rows' device."""
     chunk = max(1, _FIBRE_CHUNK_ELEMENTS // bank.n)
-    out = []
+    out, overs = [], []
     for r0 in range(0, bank.n_rows, chunk):
         rows = slice(r0, min(bank.n_rows, r0 + chunk))
-        synout = synout_of(rows)
+        synout = bank.synout(rows, adapted[rows])
         res = redocking_times(synout, uniforms[rows], bank.spont_of_row[rows], tdres=bank.tdres,
                               tabs=kw["tabs"], trel=kw["trel"])
-        over = (res.draws + 1 > torch.as_tensor(lengths[rows], device=res.draws.device)) | \
-            (res.spikes >= kw["max_spikes_per_train"])
-        if bool(over.any()):
-            detail = ("the wrapper's run_anf fails here too (insufficient max_spikes_per_train or random buffer)"
-                      if strict else "raise max_spikes_per_train")
-            raise rs.RandomStreamError(f"{int(over.sum())} fibre(s) fired more than the spike buffers allow: {detail}")
+        overs.append((res.draws + 1 > torch.as_tensor(lengths[rows], device=res.draws.device)) |
+                     (res.spikes >= kw["max_spikes_per_train"]))
         rate = analytic_mean_rate(synout, res.trd, tabs=kw["tabs"], trel=kw["trel"])
         out.append(torch.clamp_min(resample_poly(rate, int(kw["nervegram_fs"]), int(kw["pin_fs"])), 0.0))
-    return torch.cat(out)
+    return torch.cat(out), torch.cat(overs)
 
 
 # One intra-op thread for the whole synapse side: its ops are small or per-CF, and with a second
@@ -120,8 +165,7 @@ def _numpy_example(vihc, cf, seed, kw):
     draws = rs.NumpyFibreDraws(bank, seed, kw["noiseType"], int(kw["max_spikes_per_train"]))
     noise, uniforms, lengths = draws.run()
     adapted = bank.adapted(slice(0, bank.n_rows), noise)
-    rates = _fibre_rates(bank, lambda rows: bank.synout(rows, adapted[rows]), uniforms, np.asarray(lengths), kw,
-                         strict=True)
+    rates = _fibre_rates(bank, adapted, uniforms, np.asarray(lengths), kw, strict=True)
     return rates, draws.clip_start
 
 
@@ -139,7 +183,7 @@ def _torch_examples(vihc, cf, seeds, kw):
     lengths = 2 * np.asarray(rs.buffer_lengths(bank, int(kw["max_spikes_per_train"])))
     width = int(lengths.max())
     uniforms = torch.cat([rs.torch_uniforms(g, per_example, width, dev) for g in gens])
-    rates = _fibre_rates(bank, lambda rows: bank.synout(rows, adapted[rows]), uniforms, lengths, kw, strict=False)
+    rates = _fibre_rates(bank, adapted, uniforms, lengths, kw, strict=False)
     clips = [lambda lo, hi, g=g: rs.torch_clip_start(g, lo, hi, dev) for g in gens]
     return rates, clips
 
@@ -204,7 +248,7 @@ def nervegram(signal, sample_rate, ihc_cutoff: float = 3000.0, preset: str = "sp
     dur = _check_rates(sample_rate, kw, x.shape[-1])
     seeds = rs.example_seeds(seed, x.shape[0], rng)
     batch, n_ears = x.shape[:2]
-    pin = _level(resample_poly(x, int(kw["pin_fs"]), int(sample_rate)), kw)
+    pin = _level(_resample_input(x, int(kw["pin_fs"]), int(sample_rate)), kw)
     rates, ihcs, clip_draws = _run_chunks(pin, cf, seeds, kw, rng, return_ihc, n_ears)
     n_sp = len(np.asarray(kw["spont"]).reshape(-1))
     meanrates = torch.cat(rates).reshape(batch, n_ears, len(cf), n_sp, -1).transpose(2, 3)

@@ -46,6 +46,12 @@ def _polyphase_kernel(up: int, down: int) -> tuple[np.ndarray, int, int]:
     return kernel, pad_left, half_len
 
 
+def decimation_taps(down: int) -> tuple[np.ndarray, int]:
+    """(h, half_len) of ``resample_poly(x, 1, down)``: y[m] = sum_n x[n] h[m * down + half_len - n]."""
+    half_len = 10 * int(down)  # as _polyphase_kernel for up = 1
+    return scipy.signal.firwin(2 * half_len + 1, 1.0 / down, window=("kaiser", 5.0)), half_len
+
+
 def resample_poly(x: torch.Tensor, up: int, down: int) -> torch.Tensor:
     """Resample ``x`` along its last dimension by ``up / down``, as ``scipy.signal.resample_poly``.
 

@@ -34,7 +34,7 @@ def t_rd_init(spont: float) -> float:
 
 
 @lru_cache(maxsize=8)
-def _elapsed_tables(n_steps: int, tdres: float) -> tuple[np.ndarray, np.ndarray]:
+def elapsed_tables(n_steps: int, tdres: float) -> tuple[np.ndarray, np.ndarray]:
     """Elapsed time after m steps of ``elapsed += tdres`` (sequential sums, as in C), and the
     C code's ``floor(elapsed / tdres)`` of each."""
     elapsed = np.concatenate([[0.0], np.cumsum(np.full(n_steps, tdres))])
@@ -76,7 +76,7 @@ class _Fibres:
         self.t_init = t_init
         self.cpos = torch.cumsum(synout / N_SITES, dim=1)
         self.quarter0 = synout[:, 0] / N_SITES
-        elapsed, floors = _elapsed_tables(max(2 * n, 1 << 18) + 4, tdres)
+        elapsed, floors = elapsed_tables(max(2 * n, 1 << 18) + 4, tdres)
         self.elapsed = torch.as_tensor(elapsed, dtype=dt, device=dev)
         self.floors = torch.as_tensor(floors, device=dev)
         pre, ptr = self._initial_releases(synout, rand, t_init, tdres)

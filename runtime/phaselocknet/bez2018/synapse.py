@@ -21,6 +21,7 @@ import numpy as np
 import scipy.signal
 import torch
 
+from .dispatch import use_compiled
 from .fgn import SAMP_FREQ, fgn_sizes, fractional_gaussian_noise
 
 _ALPHA1, _ALPHA2 = 1.5e-6 * 100e3, 1e-2 * 100e3
@@ -144,11 +145,25 @@ def decimate(x: torch.Tensor, q: int) -> torch.Tensor:
 
     filtfilt's defaults: odd extension by 3*len(b) samples, each pass started in the steady
     state of its first input sample (for an FIR: that sample repeated into the past).
+    On the CPU a compiled loop (``compiled_synapse``), elsewhere tensor ops (``decimate_tensor_ops``).
     """
-    b = torch.as_tensor(_decimation_fir(q), dtype=x.dtype, device=x.device)
-    nb, pad = b.numel(), 3 * b.numel()
+    pad = 3 * (q + 1)
     if x.shape[-1] <= pad:
         raise SynapseError(f"decimate needs more than {pad} samples, got {x.shape[-1]}")
+    if not use_compiled(x):
+        return decimate_tensor_ops(x, q)
+    from . import compiled_synapse  # noqa: PLC0415  (numba: imported when first needed)
+
+    rows = x.detach().reshape(-1, x.shape[-1]).to(torch.float64).contiguous().numpy()
+    out = np.empty((rows.shape[0], -(-x.shape[-1] // q)))
+    compiled_synapse.fir_filtfilt_decimate_rows(rows, _decimation_fir(q), q, out.shape[1], out)
+    return torch.from_numpy(out).reshape(*x.shape[:-1], -1)
+
+
+def decimate_tensor_ops(x: torch.Tensor, q: int) -> torch.Tensor:
+    """``decimate`` as tensor ops on x's device."""
+    b = torch.as_tensor(_decimation_fir(q), dtype=x.dtype, device=x.device)
+    pad = 3 * b.numel()
     lead, n = x.shape[:-1], x.shape[-1]
     flat = x.reshape(-1, 1, n)
     first, last = flat[..., :1], flat[..., -1:]
@@ -236,11 +251,30 @@ def power_law_adaptation(samp_ihc: torch.Tensor, noise: torch.Tensor, lengths=No
 
     samp_ihc, noise (..., K). Slow branch: sout1 = max(0, in + noise - alpha1 * I1), fast:
     sout2 = max(0, in - alpha2 * I2); I1, I2 the kernels' outputs up to the previous sample.
+    lengths (rows,): steps each row needs (default all K); the rest of a row is 0. Returns
+    sout1 + sout2 (..., K). On the CPU the C code's loop compiled (``compiled_synapse``), elsewhere
+    ``power_law_adaptation_tensor_ops``.
+    """
+    if not use_compiled(samp_ihc):
+        return power_law_adaptation_tensor_ops(samp_ihc, noise, lengths)
+    from . import compiled_synapse  # noqa: PLC0415
+
+    lead, k_all = samp_ihc.shape[:-1], samp_ihc.shape[-1]
+    samp = samp_ihc.reshape(-1, k_all).to(torch.float64).contiguous().numpy()
+    drive = noise.reshape(-1, k_all).to(torch.float64).contiguous().numpy()
+    steps = np.full(samp.shape[0], k_all, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    out = np.empty_like(samp)
+    compiled_synapse.power_law_adaptation_rows(samp, drive, steps, out)
+    return torch.from_numpy(out).reshape(*lead, k_all)
+
+
+def power_law_adaptation_tensor_ops(samp_ihc: torch.Tensor, noise: torch.Tensor, lengths=None) -> torch.Tensor:
+    """``power_law_adaptation`` as tensor ops on the inputs' device.
+
     The kernels' second-order sections and both feedbacks run as one (rows, 34) x (34, 34)
     matrix product per sample into preallocated buffers (four tensor ops per sample; float64
-    rounding of a different operation order than the C code's). lengths (rows,): steps each
-    row needs (default all K); the rest of a row is 0 and costs nothing (rows are processed
-    longest first, the loop narrowing to the rows still running). Returns sout1 + sout2 (..., K).
+    rounding of a different operation order than the C code's). Rows past their length cost
+    nothing (rows are processed longest first, the loop narrowing to the rows still running).
     """
     lead, k_all = samp_ihc.shape[:-1], samp_ihc.shape[-1]
     samp_ihc, noise = samp_ihc.reshape(-1, k_all), noise.reshape(-1, k_all)

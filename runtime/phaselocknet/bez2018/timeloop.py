@@ -28,6 +28,7 @@ from .hair_cell import delay_samples, ihc_lowpass_sos, ihc_transduction
 from .iir import sosfilt, sosfilt_per_channel, zero_state
 from .middle_ear import middle_ear_sos
 from . import compile_cache
+from .dispatch import use_compiled
 
 BLOCK = 16          # samples per (compiled) block
 CHUNK = 1 << 12     # samples per stream call in ``run``: bounds the whole-chunk buffers of long sounds
@@ -63,8 +64,9 @@ class IHCStream:
                  cihc=1.0, ihc_lowpass_cutoff=3000.0, ihc_lowpass_order=7, device=None, compile=None):
         if not 0 <= float(cihc) <= 1:
             raise CochleaParameterError(f"cihc must lie in [0, 1], got {cihc!r}")
-        if int(ihc_lowpass_order) != ihc_lowpass_order or ihc_lowpass_order < 1:
-            raise CochleaParameterError(f"ihc_lowpass_order must be a positive integer, got {ihc_lowpass_order!r}")
+        if int(ihc_lowpass_order) != ihc_lowpass_order or not 1 <= ihc_lowpass_order <= 7:
+            raise CochleaParameterError(f"ihc_lowpass_order must be a whole number in 1..7 (the C model holds 7 "
+                                        f"stages), got {ihc_lowpass_order!r}")
         if not 0 < float(ihc_lowpass_cutoff) < pin_fs / 2:
             raise CochleaParameterError(f"ihc_lowpass_cutoff={ihc_lowpass_cutoff!r} Hz must lie in (0, pin_fs / 2)")
         self.params = cochlea_params(cf, pin_fs, species, bandwidth_scale_factor, cohc).to(device)
@@ -83,6 +85,14 @@ class IHCStream:
         self.delays = torch.tensor(delay_samples(self.params.cf, pin_fs), device=device)
         self.history = torch.zeros(self.n_ears, len(self.delays), int(self.delays.max()),
                                    dtype=torch.float64, device=device)
+        self.compiled = None
+        if use_compiled(self.delays):
+            from .compiled_ihc import CompiledPeriphery  # noqa: PLC0415  (numba: imported when first needed)
+
+            self.compiled = CompiledPeriphery(
+                self.params.cf.cpu().numpy(), self.tdres, self.params.cohc.cpu().numpy(), bandwidth_scale_factor,
+                self.n_ears, self.params.max_group_delay + 2, cihc, ihc_lowpass_cutoff, ihc_lowpass_order)
+            return
         self._tail = compile_cache.scripted(advance)  # any block length
         self._advance = compile_cache.compiled(advance) if compile_cache.use_compile(compile) else compile_cache.scripted(advance)
 
@@ -92,6 +102,10 @@ class IHCStream:
             raise CochleaParameterError(f"chunk shape {tuple(pin.shape)} does not match the stream's batch {self.batch_shape}")
         if not torch.isfinite(pin).all():
             raise CochleaParameterError("the sound contains NaN or Inf samples; pass a finite waveform in pascals")
+        if self.compiled is not None:
+            flat = pin.detach().reshape(self.n_ears, -1).to(torch.float64).contiguous().numpy()
+            raw = self._delay(torch.from_numpy(self.compiled(flat)))
+            return raw.reshape(*self.batch_shape, len(self.delays), flat.shape[-1])
         threads = torch.get_num_threads()
         # Each op of the per-sample loop works on only ears x n_cf elements: intra-op threads cost
         # more in synchronisation than they save (measured 10x slower on a loaded 2-core machine),

@@ -58,6 +58,9 @@ def cmd_run(args) -> int:
     options = {"spikes": args.spikes, "seed": seed, "excerpt": args.excerpt, "map_location": args.device}
     if is_model_id(args.bundle) and args.bundle.count("/") == 1 and not Path(args.bundle).exists():
         model = phaselocknet.load_ensemble(args.bundle, lazy=True, **options)  # memory: one member at a time
+        if model.input_kind == "nervegram" and args.front_end != "none":
+            # each member hears the sound through its own BEZ2018 nervegram (its own draws)
+            model = phaselocknet.load_ensemble(args.bundle, lazy=True, front_end="bez2018", **options)
     else:
         model = resolve_front_end(phaselocknet.load(args.bundle, **options), args.front_end, sounds=True)
     if model.input_kind != "waveform":
