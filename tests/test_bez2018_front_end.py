@@ -325,7 +325,7 @@ def test_cli_eval_takes_sounds_for_nervegram_models(word_bundle, tmp_path, monke
                  "--front-end", "none", "--workers", "0", "--no-progress"]) == 2
 
 
-# ------------------------------------------------------------- real BEZ2018, long
+# ----------------------------------------------------- real BEZ2018, whole length
 
 
 def test_localization_model_from_sound_equals_nervegram_then_model(loc_bundle):
