@@ -23,6 +23,7 @@ from .compiled_constants import (
     K_BM_TAUMAX, K_BM_TAUMIN, K_C2_POLES, K_C2_RZERO, K_CF, K_COHC, K_DELTA_PHASE, K_FS, K_GD_COS, K_INIT_PHASE,
     K_IPB, K_IPW, K_MIN_R, K_NORM_GAIN, K_OMEGA, K_POW_HALF, K_POW_THREE, K_RPA, K_S0, K_SIGMA0, K_TAUWB0,
     K_TAUWB_MAX, K_TAUWB_MIN, K_WBGAIN0, all_cf_constants, gain_groupdelay)
+from .hair_cell import MAX_IHC_ORDER
 from .middle_ear import TWOPI
 
 # per-(ear, CF) state: columns of ``CompiledPeriphery.fibre``
@@ -33,7 +34,6 @@ S_C1 = 15           # C1: input x[n-1], x[n-2], then each section's y[n-1], y[n-
 S_C2 = 27           # C2 likewise: 12
 S_IHC = 39          # IHC lowpass ihcl[0..7]: 8
 N_STATE = 47
-MAX_IHC_ORDER = 7   # the C model's static ihc[8] (IHCStream refuses more)
 N_ME_STATE = 8      # per ear: px[n-1], px[n-2], mey1..3 at n-1 and n-2
 OK, GROUP_DELAY_OUT_OF_RANGE = 0, 1
 

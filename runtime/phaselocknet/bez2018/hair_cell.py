@@ -15,6 +15,7 @@ from .cochlea import lowpass_coefficients
 from .iir import sosfilt, zero_state
 
 _CORNER_DB = 80.0
+MAX_IHC_ORDER = 7  # the C model's IhcLowPass keeps static ihc[8]: at most 7 one-poles
 _STRENGTH = 20.0e6 / 10 ** (_CORNER_DB / 20)
 
 

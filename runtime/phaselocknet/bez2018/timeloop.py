@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .cochlea import CochleaParameterError, CochleaParams, c2_sos, cochlea_params
 from .cochlea_step import c1_step, control_path_step, initial_state, loop_constants, wideband_carrier
-from .hair_cell import delay_samples, ihc_lowpass_sos, ihc_transduction
+from .hair_cell import MAX_IHC_ORDER, delay_samples, ihc_lowpass_sos, ihc_transduction
 from .iir import sosfilt, sosfilt_per_channel, zero_state
 from .middle_ear import middle_ear_sos
 from . import compile_cache
@@ -64,24 +64,15 @@ class IHCStream:
                  cihc=1.0, ihc_lowpass_cutoff=3000.0, ihc_lowpass_order=7, device=None, compile=None):
         if not 0 <= float(cihc) <= 1:
             raise CochleaParameterError(f"cihc must lie in [0, 1], got {cihc!r}")
-        if int(ihc_lowpass_order) != ihc_lowpass_order or not 1 <= ihc_lowpass_order <= 7:
-            raise CochleaParameterError(f"ihc_lowpass_order must be a whole number in 1..7 (the C model holds 7 "
-                                        f"stages), got {ihc_lowpass_order!r}")
+        if int(ihc_lowpass_order) != ihc_lowpass_order or not 1 <= ihc_lowpass_order <= MAX_IHC_ORDER:
+            raise CochleaParameterError(f"ihc_lowpass_order must be a whole number in 1..{MAX_IHC_ORDER} (the C model "
+                                        f"holds {MAX_IHC_ORDER} stages), got {ihc_lowpass_order!r}")
         if not 0 < float(ihc_lowpass_cutoff) < pin_fs / 2:
             raise CochleaParameterError(f"ihc_lowpass_cutoff={ihc_lowpass_cutoff!r} Hz must lie in (0, pin_fs / 2)")
         self.params = cochlea_params(cf, pin_fs, species, bandwidth_scale_factor, cohc).to(device)
         self.batch_shape = tuple(batch_shape)
         self.n_ears = math.prod(self.batch_shape)
         self.tdres, self.cihc = 1.0 / pin_fs, float(cihc)
-        self.sos = {"me": middle_ear_sos(pin_fs), "c2": c2_sos(self.params),
-                    "ihc": ihc_lowpass_sos(float(ihc_lowpass_cutoff), pin_fs, int(ihc_lowpass_order))}
-        n_cf = self.params.cf.shape[0]
-        self.zi = {"me": zero_state(self.sos["me"], (self.n_ears,)),
-                   "c2": np.stack([zero_state(sos, (self.n_ears,)) for sos in self.sos["c2"]]),
-                   "ihc": zero_state(self.sos["ihc"], (self.n_ears, n_cf))}
-        self.consts, self.scalars = loop_constants(self.params, self.tdres)
-        self.state, self.gain_buf = _initial_state(self.params, self.scalars, self.n_ears)
-        self.gain_offset = 0  # gain_buf is a ring: slot (gain_offset + j) % size is sample (now + j)
         self.delays = torch.tensor(delay_samples(self.params.cf, pin_fs), device=device)
         self.history = torch.zeros(self.n_ears, len(self.delays), int(self.delays.max()),
                                    dtype=torch.float64, device=device)
@@ -92,7 +83,20 @@ class IHCStream:
             self.compiled = CompiledPeriphery(
                 self.params.cf.cpu().numpy(), self.tdres, self.params.cohc.cpu().numpy(), bandwidth_scale_factor,
                 self.n_ears, self.params.max_group_delay + 2, cihc, ihc_lowpass_cutoff, ihc_lowpass_order)
-            return
+        else:
+            self._init_tensor_ops(pin_fs, float(ihc_lowpass_cutoff), int(ihc_lowpass_order), compile)
+
+    def _init_tensor_ops(self, pin_fs, ihc_lowpass_cutoff, ihc_lowpass_order, compile):
+        """Filter coefficients and states of the tensor-op path."""
+        self.sos = {"me": middle_ear_sos(pin_fs), "c2": c2_sos(self.params),
+                    "ihc": ihc_lowpass_sos(ihc_lowpass_cutoff, pin_fs, ihc_lowpass_order)}
+        n_cf = self.params.cf.shape[0]
+        self.zi = {"me": zero_state(self.sos["me"], (self.n_ears,)),
+                   "c2": np.stack([zero_state(sos, (self.n_ears,)) for sos in self.sos["c2"]]),
+                   "ihc": zero_state(self.sos["ihc"], (self.n_ears, n_cf))}
+        self.consts, self.scalars = loop_constants(self.params, self.tdres)
+        self.state, self.gain_buf = _initial_state(self.params, self.scalars, self.n_ears)
+        self.gain_offset = 0  # gain_buf is a ring: slot (gain_offset + j) % size is sample (now + j)
         self._tail = compile_cache.scripted(advance)  # any block length
         self._advance = compile_cache.compiled(advance) if compile_cache.use_compile(compile) else compile_cache.scripted(advance)
 
@@ -102,24 +106,28 @@ class IHCStream:
             raise CochleaParameterError(f"chunk shape {tuple(pin.shape)} does not match the stream's batch {self.batch_shape}")
         if not torch.isfinite(pin).all():
             raise CochleaParameterError("the sound contains NaN or Inf samples; pass a finite waveform in pascals")
+        flat = pin.reshape(self.n_ears, -1).to(torch.float64)
         if self.compiled is not None:
-            flat = pin.detach().reshape(self.n_ears, -1).to(torch.float64).contiguous().numpy()
-            raw = self._delay(torch.from_numpy(self.compiled(flat)))
-            return raw.reshape(*self.batch_shape, len(self.delays), flat.shape[-1])
+            raw = torch.from_numpy(self.compiled(flat.detach().contiguous().numpy()))
+        else:
+            raw = self._tensor_ops(flat)
+        return self._delay(raw).reshape(*self.batch_shape, len(self.delays), flat.shape[-1])
+
+    def _tensor_ops(self, flat: Tensor) -> Tensor:
+        """(ears, L) -> IHC lowpass output (ears, n_cf, L) before the delay, as tensor ops."""
         threads = torch.get_num_threads()
         # Each op of the per-sample loop works on only ears x n_cf elements: intra-op threads cost
         # more in synchronisation than they save (measured 10x slower on a loaded 2-core machine),
         # and so do they for the whole-chunk stages (cat, transduction) there; run on one thread.
-        if self.n_ears * len(self.delays) < _PARALLEL_MIN_ELEMENTS and pin.device.type == "cpu":
+        if self.n_ears * len(self.delays) < _PARALLEL_MIN_ELEMENTS and flat.device.type == "cpu":
             torch.set_num_threads(1)
         try:
-            flat = pin.reshape(self.n_ears, -1).to(torch.float64)
             meout, self.zi["me"] = sosfilt(self.sos["me"], flat, self.zi["me"])
             c1_out = self._control_path_and_c1(meout)
             c2_out, self.zi["c2"] = sosfilt_per_channel(self.sos["c2"], meout, self.zi["c2"])
             vihc = self._transduce(c1_out, c2_out)
             raw, self.zi["ihc"] = sosfilt(self.sos["ihc"], vihc, self.zi["ihc"])
-            return self._delay(raw).reshape(*self.batch_shape, len(self.delays), flat.shape[-1])
+            return raw
         finally:
             torch.set_num_threads(threads)
 
