@@ -42,6 +42,12 @@ class ArchArgs:
             raise self.error(key, f"must be an integer >= {minimum}")
         return value
 
+    def positive_number(self, key: str, default: Any = _REQUIRED) -> float:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise self.error(key, "must be a positive number")
+        return value
+
     def bool(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):
@@ -78,7 +84,6 @@ class ArchArgs:
         if unread:
             key = unread[0]
             raise self.error(key, "is not supported by this port (no published model uses it)")
-
 
 
 class ArchLayer(nn.Module):

@@ -44,9 +44,7 @@ class BatchNorm(ArchLayer):
         axis = args.get("axis", -1)
         if axis not in (-1, len(input_shape)):
             raise args.error("axis", "only the channel axis (-1) is supported")
-        epsilon = args.get("epsilon", 1e-3)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise args.error("epsilon", "must be a positive number")
+        epsilon = args.positive_number("epsilon", 1e-3)
         center = args.bool("center", True)
         scale = args.bool("scale", True)
         args.finish()
@@ -130,9 +128,7 @@ class LayerNorm(ArchLayer):
             or any(isinstance(a, bool) or not isinstance(a, int) for a in ints)
         ):
             raise args.error("axis", "must be an integer or a list of integers")
-        epsilon = args.get("epsilon", 1e-3)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise args.error("epsilon", "must be a positive number")
+        epsilon = args.positive_number("epsilon", 1e-3)
         center = args.bool("center", True)
         scale = args.bool("scale", True)
         args.finish()
