@@ -10,8 +10,7 @@ line's `--help`) does not pay for importing torch until a model is needed.
 
 from __future__ import annotations
 
-import importlib
-
+from .lazy import lazy_getattr
 from .version import __version__
 
 # public name -> module that defines it
@@ -32,13 +31,7 @@ _PUBLIC = {
 
 __all__ = [*_PUBLIC, "__version__"]
 
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'phaselocknet' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC)
 
 
 def __dir__():

@@ -11,7 +11,7 @@ work), ``runner`` (the loop), ``writers``/``assemble`` (files), ``resume`` (the 
 folder), ``shards`` (splits and seeds), ``merge`` and ``cli``.
 """
 
-import importlib
+from ..lazy import lazy_getattr
 
 # public name -> module; imported on first use, so `phaselocknet --help` (which reads only
 # `cli`) does not import torch.
@@ -22,10 +22,4 @@ _PUBLIC = {
 
 __all__ = sorted(_PUBLIC)
 
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'phaselocknet.evaluate' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC)
