@@ -160,19 +160,22 @@ def _redocking_times(synout, rand, rand_len, t_rd_init, tdres, tabs, trel, max_s
     prev_release = np.empty(N_SITES)
     xsum = np.zeros(N_SITES)
     idx = 0
+    # Where a buffer runs out the C code reads past its end (up to two numbers in the step that
+    # overflows it); that fibre is reported as OVERFLOW, so what is read there does not matter.
+    last = rand.shape[0] - 1
     for i in range(N_SITES):
-        one_site_redock[i] = -t_rd_init * math.log(rand[idx])
+        one_site_redock[i] = -t_rd_init * math.log(rand[min(idx, last)])
         redock_steps[i] = math.floor(one_site_redock[i] / tdres)
         idx += 1
     scale = N_SITES / max(synout[0], 0.1) + t_rd_init
     for i in range(N_SITES):
-        guess = math.ceil(scale * math.log(rand[idx]) / tdres)
+        guess = math.ceil(scale * math.log(rand[min(idx, last)]) / tdres)
         idx += 1
         if -float(n) > guess:
             pre_release[i] = -float(n)
         else:
             # the C code's __max macro evaluates its winning argument again: a second draw
-            guess = math.ceil(scale * math.log(rand[idx]) / tdres)
+            guess = math.ceil(scale * math.log(rand[min(idx, last)]) / tdres)
             idx += 1
             pre_release[i] = guess
     pre_release.sort()
@@ -207,7 +210,7 @@ def _redocking_times(synout, rand, rand_len, t_rd_init, tdres, tabs, trel, max_s
             if elapsed[site] >= one_site_redock[site]:
                 xsum[site] = xsum[site] + quarter
             if xsum[site] >= unit_rate[site] and k >= starts[site]:
-                one_site_redock[site] = -trd_now * math.log(rand[idx])
+                one_site_redock[site] = -trd_now * math.log(rand[min(idx, last)])
                 redock_steps[site] = math.floor(one_site_redock[site] / tdres)
                 idx += 1
                 release = prev_release[site] + elapsed[site]
@@ -217,11 +220,11 @@ def _redocking_times(synout, rand, rand_len, t_rd_init, tdres, tabs, trel, max_s
                     if release >= 0:
                         spikes += 1
                     trel_k = min(trel * 100 / syn_k, trel)
-                    refractory_end = release + (tabs - trel_k * math.log(rand[idx]))
+                    refractory_end = release + (tabs - trel_k * math.log(rand[min(idx, last)]))
                     idx += 1
                 prev_release[site] = release
                 xsum[site] = 0.0
-                unit_rate[site] = int(-math.log(rand[idx]) / tdres)
+                unit_rate[site] = int(-math.log(rand[min(idx, last)]) / tdres)
                 idx += 1
                 # the C code checks after every site's step; only a release changes the counts
                 if spikes + 1 > max_spikes or idx + 1 > rand_len:

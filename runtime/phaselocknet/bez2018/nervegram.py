@@ -130,8 +130,6 @@ def _fibre_rates_compiled(bank, adapted, uniforms, lengths, kw):
     draws = np.empty(bank.n_rows, dtype=np.int64)
     spikes = np.empty(bank.n_rows, dtype=np.int64)
     _, elapsed_steps = elapsed_tables(max(2 * bank.n, 1 << 18) + 4, bank.tdres)
-    # the C code may read two numbers past a buffer's end in the step that overflows it
-    uniforms = torch.nn.functional.pad(uniforms, (0, 2), value=0.5)
     compiled_synapse.mean_rate_rows(
         adapted.contiguous().numpy(), np.array([g.n_pla for g in geoms]), np.array([g.delaypoint for g in geoms]),
         bank.q, bank.n, uniforms.contiguous().numpy(), np.asarray(lengths, dtype=np.int64),
